@@ -1,0 +1,31 @@
+//! `whatpro-actors`: the tenant runtime of WhatPro Hub.
+//!
+//! This crate knows nothing about HTTP or SQL. It owns the realtime core:
+//!
+//! - [`registry::TenantRegistry`] maps an account id to its [`supervisor::TenantSupervisor`],
+//!   starting one on first use, forgetting it when it stops idle and restarting it when it dies.
+//! - [`supervisor::TenantSupervisor`] owns one tenant's websocket sessions, topic fan-out and
+//!   timers.
+//! - [`session::WsSession`] is one websocket connection: heartbeats, client ops, and the
+//!   bounded outbound queue of [`outbound`] that closes slow consumers.
+//! - [`bus::EventBus`] carries an event, serialized once, to the sessions that want it.
+//! - [`protocol`] holds the websocket frame shapes; [`stats`] the counters the server exports.
+//!
+//! The server crate (`src/`) drives the socket itself (actix-ws) and pumps frames between the
+//! socket and a [`session::WsSession`]; persistence and outside systems reach actors through
+//! port traits that the server implements.
+
+pub mod bus;
+pub mod outbound;
+pub mod protocol;
+pub mod registry;
+pub mod session;
+pub mod stats;
+pub mod supervisor;
+
+pub use bus::{Event, EventBus, Topic};
+pub use outbound::{CloseFrame, OutFrame, Outbound, OutboundLimits, OutboundReceiver};
+pub use registry::{RegistryConfig, TenantRegistry, TenantSend};
+pub use session::{SessionConfig, SessionIdentity, WsSession};
+pub use stats::RuntimeStats;
+pub use supervisor::{TenantSnapshot, TenantSupervisor, TimerSnapshot};

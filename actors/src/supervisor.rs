@@ -1,0 +1,426 @@
+//! The tenant supervisor: one actor per active account, owning that tenant's realtime state.
+//!
+//! It holds the tenant's connected sessions and their topic subscriptions, fans events out to
+//! them, and runs the tenant's timers. It stops itself after an idle period with no sessions;
+//! the [`TenantRegistry`] restarts it on next use, or at once if it died.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message, MessageResult};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::bus::{Event, Topic};
+use crate::outbound::{CloseFrame, Outbound};
+use crate::registry::TenantRegistry;
+
+/// A timer's state, as `/admin/tenants` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimerSnapshot {
+    /// Timer name (`idle_check`, later `inbox_sync`, `provider_health`, ...).
+    pub name: &'static str,
+    /// Seconds between runs.
+    pub interval_s: u64,
+    /// When it runs next.
+    pub next_run_at: DateTime<Utc>,
+    /// When it last ran.
+    pub last_run_at: Option<DateTime<Utc>>,
+    /// `ok` or an error summary.
+    pub last_result: Option<String>,
+    /// Failures in a row (drives backoff).
+    pub consecutive_failures: u32,
+}
+
+/// What a live supervisor reports about itself.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantSnapshot {
+    /// The tenant.
+    pub account_id: Uuid,
+    /// When this supervisor (incarnation) started.
+    pub started_at: DateTime<Utc>,
+    /// Connected websocket sessions.
+    pub sessions: usize,
+    /// Board actors loaded.
+    pub boards_loaded: usize,
+    /// Chat-room actors loaded.
+    pub rooms_loaded: usize,
+    /// The supervisor's timers.
+    pub timers: Vec<TimerSnapshot>,
+}
+
+struct SessionEntry {
+    user_id: Option<Uuid>,
+    outbound: Outbound,
+    topics: HashSet<Topic>,
+}
+
+/// One tenant's supervisor.
+pub struct TenantSupervisor {
+    account_id: Uuid,
+    started_at: DateTime<Utc>,
+    registry: TenantRegistry,
+    idle_timeout: Duration,
+    idle_since: Option<Instant>,
+    sessions: HashMap<Uuid, SessionEntry>,
+    subscribers: HashMap<Topic, HashSet<Uuid>>,
+    timers: Vec<TimerSnapshot>,
+}
+
+impl TenantSupervisor {
+    /// A supervisor for `account_id`, registered in `registry`.
+    pub fn new(account_id: Uuid, registry: TenantRegistry, idle_timeout: Duration) -> Self {
+        Self {
+            account_id,
+            started_at: Utc::now(),
+            registry,
+            idle_timeout,
+            idle_since: Some(Instant::now()),
+            sessions: HashMap::new(),
+            subscribers: HashMap::new(),
+            timers: Vec::new(),
+        }
+    }
+
+    fn idle_check_interval(&self) -> Duration {
+        (self.idle_timeout / 2).clamp(Duration::from_millis(50), Duration::from_secs(30))
+    }
+
+    fn check_idle(&mut self, ctx: &mut Context<Self>) {
+        let now = Utc::now();
+        let interval = self.idle_check_interval();
+        if let Some(timer) = self.timers.iter_mut().find(|t| t.name == "idle_check") {
+            timer.last_run_at = Some(now);
+            timer.last_result = Some("ok".into());
+            timer.next_run_at = now + interval;
+        }
+        if let Some(since) = self.idle_since {
+            if self.sessions.is_empty() && since.elapsed() >= self.idle_timeout {
+                tracing::debug!(account_id = %self.account_id, "tenant idle; stopping supervisor");
+                ctx.stop();
+            }
+        }
+    }
+
+    fn remove_session(&mut self, session_id: Uuid) {
+        if let Some(entry) = self.sessions.remove(&session_id) {
+            for topic in entry.topics {
+                if let Some(ids) = self.subscribers.get_mut(&topic) {
+                    ids.remove(&session_id);
+                    if ids.is_empty() {
+                        self.subscribers.remove(&topic);
+                    }
+                }
+            }
+        }
+        if self.sessions.is_empty() {
+            self.idle_since = Some(Instant::now());
+        }
+    }
+}
+
+impl Actor for TenantSupervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let interval = self.idle_check_interval();
+        self.timers.push(TimerSnapshot {
+            name: "idle_check",
+            interval_s: interval.as_secs(),
+            next_run_at: Utc::now() + interval,
+            last_run_at: None,
+            last_result: None,
+            consecutive_failures: 0,
+        });
+        ctx.run_interval(interval, Self::check_idle);
+        tracing::debug!(account_id = %self.account_id, "tenant supervisor started");
+    }
+
+    fn stopped(&mut self, ctx: &mut Self::Context) {
+        // actix runs `stopped` while a panicking handler unwinds the actor's task; that is a
+        // crash, not an idle stop. Either way the registry forgets this incarnation and the
+        // next use (a session's heartbeat re-registration, a request) starts a fresh one.
+        if std::thread::panicking() {
+            tracing::error!(account_id = %self.account_id, "tenant supervisor panicked; it restarts on next use");
+            self.registry
+                .stats()
+                .tenant_restarts
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.registry.forget(self.account_id, &ctx.address());
+        tracing::debug!(account_id = %self.account_id, "tenant supervisor stopped");
+    }
+}
+
+/// A session joined the tenant.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Connect {
+    /// The session's id.
+    pub session_id: Uuid,
+    /// Its user, if any (API keys have none).
+    pub user_id: Option<Uuid>,
+    /// Its outbound queue.
+    pub outbound: Outbound,
+}
+
+impl Handler<Connect> for TenantSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Connect, _: &mut Context<Self>) {
+        self.idle_since = None;
+        self.sessions.insert(
+            msg.session_id,
+            SessionEntry {
+                user_id: msg.user_id,
+                outbound: msg.outbound,
+                topics: HashSet::new(),
+            },
+        );
+    }
+}
+
+/// A session left.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Disconnect {
+    /// The session's id.
+    pub session_id: Uuid,
+}
+
+impl Handler<Disconnect> for TenantSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Disconnect, _: &mut Context<Self>) {
+        self.remove_session(msg.session_id);
+    }
+}
+
+/// Subscribes a connected session to a topic (authorization is the caller's job).
+/// Answers whether the session is known.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct Subscribe {
+    /// The session.
+    pub session_id: Uuid,
+    /// The topic.
+    pub topic: Topic,
+}
+
+impl Handler<Subscribe> for TenantSupervisor {
+    type Result = bool;
+
+    fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) -> bool {
+        let Some(entry) = self.sessions.get_mut(&msg.session_id) else {
+            return false;
+        };
+        entry.topics.insert(msg.topic);
+        self.subscribers
+            .entry(msg.topic)
+            .or_default()
+            .insert(msg.session_id);
+        true
+    }
+}
+
+impl Handler<Event> for TenantSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, event: Event, _: &mut Context<Self>) {
+        let offer = |entry: &SessionEntry| {
+            if event.ephemeral {
+                entry.outbound.offer_ephemeral(&event.frame);
+            } else {
+                entry.outbound.offer(&event.frame);
+            }
+        };
+        match event.topic {
+            Topic::Tenant => self.sessions.values().for_each(offer),
+            topic => {
+                if let Some(ids) = self.subscribers.get(&topic) {
+                    ids.iter()
+                        .filter_map(|id| self.sessions.get(id))
+                        .for_each(offer);
+                }
+            }
+        }
+    }
+}
+
+/// Reports the supervisor's state.
+#[derive(Message)]
+#[rtype(result = "TenantSnapshot")]
+pub struct GetSnapshot;
+
+impl Handler<GetSnapshot> for TenantSupervisor {
+    type Result = MessageResult<GetSnapshot>;
+
+    fn handle(&mut self, _: GetSnapshot, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(TenantSnapshot {
+            account_id: self.account_id,
+            started_at: self.started_at,
+            sessions: self.sessions.len(),
+            boards_loaded: 0,
+            rooms_loaded: 0,
+            timers: self.timers.clone(),
+        })
+    }
+}
+
+/// Lists the user ids with at least one session (for presence and tests).
+#[derive(Message)]
+#[rtype(result = "Vec<Uuid>")]
+pub struct OnlineUsers;
+
+impl Handler<OnlineUsers> for TenantSupervisor {
+    type Result = MessageResult<OnlineUsers>;
+
+    fn handle(&mut self, _: OnlineUsers, _: &mut Context<Self>) -> Self::Result {
+        let users: HashSet<Uuid> = self.sessions.values().filter_map(|s| s.user_id).collect();
+        MessageResult(users.into_iter().collect())
+    }
+}
+
+/// Closes every session with `frame` and stops the supervisor (shutdown, tenant restart,
+/// suspension).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown {
+    /// The close frame every session gets.
+    pub frame: CloseFrame,
+}
+
+impl Handler<Shutdown> for TenantSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Shutdown, ctx: &mut Context<Self>) {
+        for entry in self.sessions.values() {
+            entry.outbound.close(msg.frame);
+        }
+        ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbound::{close_code, Next, OutFrame, OutboundLimits};
+    use crate::registry::RegistryConfig;
+    use crate::stats::RuntimeStats;
+    use std::sync::Arc;
+
+    /// A fault injected only by these tests.
+    #[derive(Message)]
+    #[rtype(result = "()")]
+    pub(crate) struct Panic;
+
+    impl Handler<Panic> for TenantSupervisor {
+        type Result = ();
+        fn handle(&mut self, _: Panic, _: &mut Context<Self>) {
+            panic!("injected supervisor fault");
+        }
+    }
+
+    fn registry(idle: Duration) -> TenantRegistry {
+        TenantRegistry::new(
+            RegistryConfig {
+                idle_timeout: idle,
+                arbiters: 1,
+                send_timeout: Duration::from_secs(2),
+            },
+            Arc::new(RuntimeStats::default()),
+        )
+    }
+
+    #[actix_rt::test]
+    async fn panicking_supervisor_is_restarted_and_registry_still_answers() {
+        let registry = registry(Duration::from_secs(60));
+        let account = Uuid::now_v7();
+        let first = registry.send(account, GetSnapshot).await.unwrap();
+        let _ = registry.send(account, Panic).await;
+        // The dead incarnation is noticed and replaced on next use.
+        let second = registry.send(account, GetSnapshot).await.unwrap();
+        assert!(second.started_at >= first.started_at);
+        assert_eq!(
+            registry
+                .stats()
+                .tenant_restarts
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+        // Other tenants were never affected.
+        let other = registry.send(Uuid::now_v7(), GetSnapshot).await.unwrap();
+        assert_eq!(other.sessions, 0);
+        assert_eq!(registry.live().len(), 2);
+    }
+
+    #[actix_rt::test]
+    async fn idle_supervisor_stops_and_is_forgotten() {
+        let registry = registry(Duration::from_millis(100));
+        let account = Uuid::now_v7();
+        registry.send(account, GetSnapshot).await.unwrap();
+        assert!(registry.get(account).is_some());
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(registry.get(account).is_none());
+        assert!(registry.live().is_empty());
+    }
+
+    #[actix_rt::test]
+    async fn events_reach_subscribers_of_their_topic_only() {
+        let registry = registry(Duration::from_secs(60));
+        let account = Uuid::now_v7();
+        let stats = registry.stats();
+        let (a, mut a_rx) = Outbound::channel(OutboundLimits::default(), stats.clone());
+        let (b, mut b_rx) = Outbound::channel(OutboundLimits::default(), stats);
+        let (sa, sb) = (Uuid::now_v7(), Uuid::now_v7());
+        let board = Topic::Board(Uuid::now_v7());
+        for (id, out) in [(sa, a), (sb, b)] {
+            registry
+                .send(
+                    account,
+                    Connect {
+                        session_id: id,
+                        user_id: None,
+                        outbound: out,
+                    },
+                )
+                .await
+                .unwrap();
+        }
+        assert!(registry
+            .send(
+                account,
+                Subscribe {
+                    session_id: sa,
+                    topic: board
+                }
+            )
+            .await
+            .unwrap());
+        let bus = crate::bus::EventBus::new(registry.clone());
+        bus.publish(Event::new(account, board, &serde_json::json!({"event":"x"})).unwrap());
+        bus.publish(Event::new(account, Topic::Tenant, &serde_json::json!({"event":"t"})).unwrap());
+        // A different tenant's event never arrives.
+        bus.publish(Event::new(Uuid::now_v7(), Topic::Tenant, &serde_json::json!({})).unwrap());
+        let text = |n: Next| match n {
+            Next::Frame(OutFrame::Text(t)) => t.to_string(),
+            other => panic!("unexpected {other:?}"),
+        };
+        assert_eq!(text(a_rx.next().await), r#"{"event":"x"}"#);
+        assert_eq!(text(a_rx.next().await), r#"{"event":"t"}"#);
+        assert_eq!(text(b_rx.next().await), r#"{"event":"t"}"#);
+        registry
+            .send(
+                account,
+                Shutdown {
+                    frame: CloseFrame::new(close_code::SERVICE_RESTART, ""),
+                },
+            )
+            .await
+            .unwrap();
+        assert!(
+            matches!(b_rx.next().await, Next::Close(f) if f.code == close_code::SERVICE_RESTART)
+        );
+    }
+}

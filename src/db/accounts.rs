@@ -1,0 +1,100 @@
+//! Accounts (tenants): the `accounts` table.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::schema::accounts;
+
+/// An account row.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = accounts)]
+pub struct Account {
+    /// Primary key.
+    pub id: Uuid,
+    /// The Chatwoot account this tenant mirrors.
+    pub chatwoot_account_id: Option<i64>,
+    /// Display name.
+    pub name: String,
+    /// `active`, `suspended` or `deleted`.
+    pub status: String,
+    /// BCP 47 locale.
+    pub locale: String,
+    /// Known settings keys only (tenancy.md §1).
+    pub settings: serde_json::Value,
+    /// The install's platform account (holds the super_admins).
+    pub is_platform: bool,
+    /// Why it was suspended.
+    pub suspended_reason: Option<String>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Account {
+    /// Whether the account may be used (logins, tokens).
+    pub fn is_active(&self) -> bool {
+        self.status == "active"
+    }
+}
+
+/// A new account.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = accounts)]
+pub struct NewAccount<'a> {
+    /// Primary key (UUIDv7).
+    pub id: Uuid,
+    /// Display name.
+    pub name: &'a str,
+    /// Whether this is the platform account.
+    pub is_platform: bool,
+    /// Chatwoot account id, if any.
+    pub chatwoot_account_id: Option<i64>,
+}
+
+/// Inserts an account.
+pub async fn insert(conn: &mut AsyncPgConnection, new: &NewAccount<'_>) -> QueryResult<Account> {
+    diesel::insert_into(accounts::table)
+        .values(new)
+        .returning(Account::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// Reads an account by id.
+pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Account>> {
+    accounts::table
+        .find(id)
+        .select(Account::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Reads the names of several accounts (for admin listings).
+pub async fn names(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<(Uuid, String)>> {
+    accounts::table
+        .filter(accounts::id.eq_any(ids))
+        .select((accounts::id, accounts::name))
+        .load(conn)
+        .await
+}
+
+/// Whether any account exists (first-start detection).
+pub async fn any_exists(conn: &mut AsyncPgConnection) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(accounts::table.select(accounts::id)))
+        .get_result(conn)
+        .await
+}
+
+/// The platform account, if it exists.
+pub async fn platform(conn: &mut AsyncPgConnection) -> QueryResult<Option<Account>> {
+    accounts::table
+        .filter(accounts::is_platform.eq(true))
+        .select(Account::as_select())
+        .first(conn)
+        .await
+        .optional()
+}

@@ -1,0 +1,150 @@
+//! Users: the `users` table. `password_hash` never leaves this module's callers in a response.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::accounts::Account;
+use super::schema::{accounts, users};
+
+/// A user row.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = users)]
+pub struct User {
+    /// Primary key.
+    pub id: Uuid,
+    /// The account the user belongs to.
+    pub account_id: Uuid,
+    /// Email (case-insensitive, unique per account).
+    pub email: String,
+    /// Display name.
+    pub name: String,
+    /// https avatar URL.
+    pub avatar_url: Option<String>,
+    /// `super_admin`, `admin`, `supervisor` or `agent`.
+    pub role: String,
+    /// Whether the role follows Chatwoot or was set in the hub.
+    pub role_source: String,
+    /// `active` or `inactive`.
+    pub status: String,
+    /// Chatwoot user id.
+    pub chatwoot_user_id: Option<i64>,
+    /// argon2id PHC string; `None` for SSO-only users.
+    pub password_hash: Option<String>,
+    /// Client preferences.
+    pub preferences: serde_json::Value,
+    /// Last successful login.
+    pub last_login_at: Option<DateTime<Utc>>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl User {
+    /// Whether the user may sign in.
+    pub fn is_active(&self) -> bool {
+        self.status == "active"
+    }
+}
+
+/// A new user.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = users)]
+pub struct NewUser<'a> {
+    /// Primary key (UUIDv7).
+    pub id: Uuid,
+    /// Owning account.
+    pub account_id: Uuid,
+    /// Email.
+    pub email: &'a str,
+    /// Display name.
+    pub name: &'a str,
+    /// Role.
+    pub role: &'a str,
+    /// argon2id PHC string.
+    pub password_hash: Option<&'a str>,
+}
+
+/// Inserts a user.
+pub async fn insert(conn: &mut AsyncPgConnection, new: &NewUser<'_>) -> QueryResult<User> {
+    diesel::insert_into(users::table)
+        .values(new)
+        .returning(User::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// Every user with this email (case-insensitive), in any account, with their account: login
+/// looks across accounts before the tenant is known.
+pub async fn with_email(
+    conn: &mut AsyncPgConnection,
+    email: &str,
+) -> QueryResult<Vec<(User, Account)>> {
+    users::table
+        .inner_join(accounts::table)
+        .filter(users::email.eq(email))
+        .select((User::as_select(), Account::as_select()))
+        .order(users::created_at.asc())
+        .load(conn)
+        .await
+}
+
+/// A user of an account, with the account.
+pub async fn find_in_account(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+    user_id: Uuid,
+) -> QueryResult<Option<(User, Account)>> {
+    users::table
+        .inner_join(accounts::table)
+        .filter(users::account_id.eq(account_id))
+        .filter(users::id.eq(user_id))
+        .select((User::as_select(), Account::as_select()))
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Records a successful login, replacing the hash when it was re-hashed with stronger
+/// parameters.
+pub async fn record_login(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    new_hash: Option<&str>,
+) -> QueryResult<()> {
+    let now = Utc::now();
+    let target = users::table.find(user_id);
+    match new_hash {
+        Some(hash) => {
+            diesel::update(target)
+                .set((users::last_login_at.eq(now), users::password_hash.eq(hash)))
+                .execute(conn)
+                .await?
+        }
+        None => {
+            diesel::update(target)
+                .set(users::last_login_at.eq(now))
+                .execute(conn)
+                .await?
+        }
+    };
+    Ok(())
+}
+
+/// Sets a user's password hash.
+pub async fn set_password_hash(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    hash: &str,
+) -> QueryResult<()> {
+    diesel::update(users::table.find(user_id))
+        .set((
+            users::password_hash.eq(hash),
+            users::updated_at.eq(Utc::now()),
+        ))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}

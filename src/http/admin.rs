@@ -1,0 +1,146 @@
+//! `/admin/*`: super_admin operations (operations.md, "Admin endpoints"). Live state is per
+//! node, so answers carry this node's id.
+
+use std::collections::HashMap;
+
+use actix_web::web;
+use serde::Serialize;
+use uuid::Uuid;
+use whatpro_actors::supervisor::GetSnapshot;
+use whatpro_actors::{TenantSnapshot, TimerSnapshot};
+
+use crate::auth::Principal;
+use crate::db::accounts;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A live tenant supervisor of this node.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LiveTenant {
+    /// The account.
+    pub account_id: Uuid,
+    /// Its name.
+    pub name: Option<String>,
+    /// Whether a supervisor runs on this node.
+    pub live: bool,
+    /// When this supervisor started.
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Connected websocket sessions.
+    pub sessions: usize,
+    /// Board actors loaded.
+    pub boards_loaded: usize,
+    /// Room actors loaded.
+    pub rooms_loaded: usize,
+    /// The supervisor's timers.
+    #[schema(value_type = Vec<Object>)]
+    pub timers: Vec<TimerSnapshot>,
+    /// The node answering.
+    pub node_id: Uuid,
+}
+
+/// A list of live tenants.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LiveTenantList {
+    /// The tenants, ordered by account id.
+    pub items: Vec<LiveTenant>,
+    /// Always null: a node holds few enough live tenants for one page.
+    pub next_cursor: Option<String>,
+    /// The node answering.
+    pub node_id: Uuid,
+}
+
+fn live_tenant(snapshot: TenantSnapshot, name: Option<String>, node_id: Uuid) -> LiveTenant {
+    LiveTenant {
+        account_id: snapshot.account_id,
+        name,
+        live: true,
+        started_at: Some(snapshot.started_at),
+        sessions: snapshot.sessions,
+        boards_loaded: snapshot.boards_loaded,
+        rooms_loaded: snapshot.rooms_loaded,
+        timers: snapshot.timers,
+        node_id,
+    }
+}
+
+/// `GET /admin/tenants`: the tenant actors live on this node.
+#[utoipa::path(get, path = "/admin/tenants", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = LiveTenantList), (status = 401, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody)))]
+pub async fn list_tenants(
+    state: web::Data<AppState>,
+    principal: Principal,
+) -> Result<web::Json<LiveTenantList>, ApiError> {
+    principal.require_super_admin()?;
+    let live = state.registry.live();
+    let ids: Vec<Uuid> = live.iter().map(|(id, _)| *id).collect();
+    let names: HashMap<Uuid, String> = {
+        let mut conn = state.db.conn().await?;
+        accounts::names(&mut conn, &ids)
+            .await?
+            .into_iter()
+            .collect()
+    };
+    // `Addr::send` enqueues at once, so every supervisor is asked before the first answer is
+    // awaited.
+    let timeout = state.registry.config().send_timeout;
+    let pending: Vec<_> = live
+        .iter()
+        .map(|(id, addr)| (*id, addr.send(GetSnapshot).timeout(timeout)))
+        .collect();
+    let mut items = Vec::with_capacity(pending.len());
+    for (id, answer) in pending {
+        // A supervisor that stopped in between is simply no longer live.
+        if let Ok(snapshot) = answer.await {
+            items.push(live_tenant(
+                snapshot,
+                names.get(&id).cloned(),
+                state.node_id,
+            ));
+        }
+    }
+    items.sort_by_key(|t| t.account_id);
+    Ok(web::Json(LiveTenantList {
+        items,
+        next_cursor: None,
+        node_id: state.node_id,
+    }))
+}
+
+/// `GET /admin/tenants/{account_id}`: one tenant; `live: false` when it has no supervisor here.
+#[utoipa::path(get, path = "/admin/tenants/{account_id}", tag = "admin", security(("bearer" = [])),
+    params(("account_id" = Uuid, Path, description = "account id")),
+    responses((status = 200, body = LiveTenant), (status = 403, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody)))]
+pub async fn get_tenant(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<Uuid>,
+) -> Result<web::Json<LiveTenant>, ApiError> {
+    principal.require_super_admin()?;
+    let account_id = path.into_inner();
+    let account = {
+        let mut conn = state.db.conn().await?;
+        accounts::find(&mut conn, account_id)
+            .await?
+            .ok_or(ApiError::NotFound)?
+    };
+    let snapshot = match state.registry.get(account_id) {
+        Some(_) => state.registry.send(account_id, GetSnapshot).await.ok(),
+        None => None,
+    };
+    Ok(web::Json(match snapshot {
+        Some(snapshot) => live_tenant(snapshot, Some(account.name), state.node_id),
+        None => LiveTenant {
+            account_id,
+            name: Some(account.name),
+            live: false,
+            started_at: None,
+            sessions: 0,
+            boards_loaded: 0,
+            rooms_loaded: 0,
+            timers: Vec::new(),
+            node_id: state.node_id,
+        },
+    }))
+}

@@ -1,0 +1,64 @@
+//! The OpenAPI 3.1 document, generated from the handlers' `#[utoipa::path]` annotations and
+//! served at `/api/v1/openapi.json` (and written by `whatpro-hub openapi dump`).
+
+use std::sync::OnceLock;
+
+use actix_web::HttpResponse;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{admin, auth, health, me};
+
+/// The document's root.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "WhatPro Hub API", description = "Kanban CRM, WhatsApp instances and team chat beside Chatwoot."),
+    paths(health::live, health::ready, auth::login, me::get, admin::list_tenants, admin::get_tenant),
+    components(schemas(crate::error::ErrorBody, crate::error::FieldError)),
+    modifiers(&Security),
+    tags(
+        (name = "health", description = "liveness and readiness"),
+        (name = "auth", description = "sign-in"),
+        (name = "me", description = "the caller"),
+        (name = "admin", description = "super_admin operations"),
+    )
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+    }
+}
+
+/// The document as pretty JSON (built once).
+pub fn document_json() -> &'static str {
+    static JSON: OnceLock<String> = OnceLock::new();
+    JSON.get_or_init(|| {
+        let mut doc = ApiDoc::openapi();
+        doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+        doc.to_pretty_json().unwrap_or_default()
+    })
+}
+
+/// `GET /api/v1/openapi.json`.
+pub async fn document() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(document_json())
+}
