@@ -40,7 +40,7 @@ pub fn origin_allowed(state: &AppState, origin: &str) -> bool {
 
 fn classify(state: &AppState, origin: &str) -> Option<Allowed> {
     let origin = origin.trim_end_matches('/').to_ascii_lowercase();
-    if state.config.cors_origins.iter().any(|o| *o == origin) {
+    if state.config.cors_origins.contains(&origin) {
         Some(Allowed::Listed)
     } else if state.config.cors_allow_any {
         Some(Allowed::Any)

@@ -1,0 +1,13 @@
+//! Integration tests: the real server on a real PostgreSQL over real HTTP and websockets.
+//!
+//! One test binary with a module per area (fewer binaries build much faster). The
+//! [`harness`] gives every test its own database cloned from a migrated template, on the
+//! embedded cluster (or `TEST_DATABASE_URL` when set).
+
+mod harness;
+
+mod admin;
+mod auth;
+mod http_edge;
+mod process;
+mod websocket;
