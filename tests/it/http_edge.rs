@@ -1,0 +1,1 @@
+//! Tests still being written.
