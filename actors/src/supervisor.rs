@@ -306,7 +306,7 @@ impl Handler<Shutdown> for TenantSupervisor {
 mod tests {
     use super::*;
     use crate::outbound::{close_code, Next, OutFrame, OutboundLimits};
-    use crate::registry::RegistryConfig;
+    use crate::registry::{RegistryConfig, TenantSend};
     use crate::stats::RuntimeStats;
     use std::sync::Arc;
 
@@ -338,9 +338,24 @@ mod tests {
         let registry = registry(Duration::from_secs(60));
         let account = Uuid::now_v7();
         let first = registry.send(account, GetSnapshot).await.unwrap();
-        let _ = registry.send(account, Panic).await;
-        // The dead incarnation is noticed and replaced on next use.
-        let second = registry.send(account, GetSnapshot).await.unwrap();
+        assert_eq!(
+            registry.send(account, Panic).await,
+            Err(TenantSend::Stopped)
+        );
+        // A request racing the crash may still find the dying incarnation and get `Stopped`
+        // (a 503 for an HTTP caller, never a hang); the next one reaches a fresh supervisor.
+        let mut second = None;
+        for _ in 0..50 {
+            match registry.send(account, GetSnapshot).await {
+                Ok(snapshot) => {
+                    second = Some(snapshot);
+                    break;
+                }
+                Err(e) => assert_eq!(e, TenantSend::Stopped),
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let second = second.expect("the registry answers again");
         assert!(second.started_at >= first.started_at);
         assert_eq!(
             registry

@@ -80,7 +80,7 @@ where
                     .to_owned();
                 let path = e.path().to_string();
                 let field = if path == "." {
-                    unknown_field_name(&message).unwrap_or_else(|| "body".to_owned())
+                    field_named_in(&message).unwrap_or_else(|| "body".to_owned())
                 } else {
                     path
                 };
@@ -109,9 +109,12 @@ where
     Ok(value)
 }
 
-/// serde reports an unknown field at the parent's path; its name is in the message.
-fn unknown_field_name(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("unknown field `")?;
+/// serde reports unknown and missing fields at the parent's path; the field's name is in the
+/// message (`unknown field `x`, expected ...`, `missing field `x``).
+fn field_named_in(message: &str) -> Option<String> {
+    let rest = message
+        .strip_prefix("unknown field `")
+        .or_else(|| message.strip_prefix("missing field `"))?;
     Some(rest.split('`').next()?.to_owned())
 }
 
@@ -179,6 +182,8 @@ mod tests {
     fn unknown_field_and_wrong_type_name_the_field() {
         let e = parse_json::<Body>(br#"{"name":"a","count":1,"extra":true}"#).unwrap_err();
         assert_eq!(fields(e), ["extra"]);
+        let e = parse_json::<Body>(br#"{"name":"a"}"#).unwrap_err();
+        assert_eq!(fields(e), ["count"]);
         let e = parse_json::<Body>(br#"{"name":"a","count":"x"}"#).unwrap_err();
         assert_eq!(fields(e), ["count"]);
         let e = parse_json::<Body>(br#"{"name":"a","count":99999999999999999999999}"#).unwrap_err();

@@ -256,7 +256,11 @@ impl TestApp {
 
     /// Starts a server after `tweak` adjusted the configuration.
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
-        let db_url = fresh_database().await;
+        Self::start_on(fresh_database().await, tweak).await
+    }
+
+    /// Starts a server on an existing database.
+    pub async fn start_on(db_url: String, tweak: impl FnOnce(&mut Config)) -> Self {
         let mut config = test_config(&db_url);
         tweak(&mut config);
         let server = server::start_with_database(

@@ -8,6 +8,7 @@ mod harness;
 
 mod admin;
 mod auth;
+mod database;
 mod http_edge;
 mod process;
 mod websocket;

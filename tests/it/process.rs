@@ -33,9 +33,15 @@ fn hub(data_dir: &Path, port: u16) -> Command {
 
 /// Starts the hub and collects stdout until it listens; returns the child, the stdout lines and
 /// the time it took.
-async fn start_hub(data_dir: &Path, port: u16) -> (Child, Vec<String>, Duration) {
+async fn start_hub(
+    data_dir: &Path,
+    port: u16,
+    envs: &[(&str, &str)],
+) -> (Child, Vec<String>, Duration) {
     let started = Instant::now();
-    let mut child = hub(data_dir, port).spawn().expect("spawn whatpro-hub");
+    let mut command = hub(data_dir, port);
+    command.envs(envs.iter().copied());
+    let mut child = command.spawn().expect("spawn whatpro-hub");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut seen = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
@@ -103,7 +109,7 @@ async fn fresh_data_dir_bootstraps_once_restart_keeps_data_and_sigterm_closes_so
     let http = reqwest::Client::new();
 
     // First start: embedded PostgreSQL initialised, one password printed.
-    let (mut child, stdout, cold) = start_hub(&data_dir, port).await;
+    let (mut child, stdout, cold) = start_hub(&data_dir, port, &[]).await;
     let rss = rss_kib(child.id().unwrap());
     let password_lines: Vec<_> = stdout.iter().filter(|l| l.contains("password:")).collect();
     assert_eq!(password_lines.len(), 1, "{stdout:?}");
@@ -124,7 +130,12 @@ async fn fresh_data_dir_bootstraps_once_restart_keeps_data_and_sigterm_closes_so
     assert!(sigterm_and_wait(&mut child).await == 0);
 
     // Second start on the same DATA_DIR: nothing bootstrapped, data and secrets kept.
-    let (mut child, stdout, warm) = start_hub(&data_dir, port).await;
+    let (mut child, stdout, warm) = start_hub(
+        &data_dir,
+        port,
+        &[("LOG_FORMAT", "json"), ("LOG_LEVEL", "info")],
+    )
+    .await;
     let idle_rss = rss_kib(child.id().unwrap());
     assert!(!stdout.iter().any(|l| l.contains("password")), "{stdout:?}");
     let me = http
@@ -247,4 +258,139 @@ async fn openapi_dump_needs_no_configuration() {
     let document: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert!(document["openapi"].as_str().unwrap().starts_with("3.1"));
     assert!(document["paths"]["/api/v1/auth/login"]["post"].is_object());
+}
+
+/// Runs the CLI against `db_url` with `stdin`; returns (exit code, stdout, stderr).
+async fn cli(db_url: &str, args: &[&str], stdin: &str) -> (i32, String, String) {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
+    let mut child = hub(&dir.path().join("data"), free_port())
+        .env("DATABASE_URL", db_url)
+        .args(args)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).await.unwrap();
+    drop(input);
+    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[actix_rt::test]
+async fn cli_creates_users_once_and_reports_migrations() {
+    let db_url = fresh_database().await;
+    let (code, stdout, _) = cli(&db_url, &["migrate", "--status"], "").await;
+    assert_eq!(code, 0);
+    assert!(stdout.lines().any(|l| l.starts_with("applied")), "{stdout}");
+    assert!(!stdout.contains("pending"), "{stdout}");
+
+    let args = [
+        "create-super-admin",
+        "--email",
+        "ops@hub.test",
+        "--name",
+        "Ops",
+    ];
+    let (code, stdout, stderr) = cli(&db_url, &args, "granite meadow whistles\n").await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("created super_admin ops@hub.test"),
+        "{stdout}"
+    );
+    let (code, _, stderr) = cli(&db_url, &args, "granite meadow whistles\n").await;
+    assert_eq!(code, 2, "an existing email fails without --reset-password");
+    assert!(stderr.contains("already exists"), "{stderr}");
+    let (code, _, stderr) = cli(&db_url, &args, "short\n").await;
+    assert_eq!(code, 2, "{stderr}");
+    let reset = [&args[..], &["--reset-password"]].concat();
+    let (code, _, stderr) = cli(&db_url, &reset, "copper lantern drifts\n").await;
+    assert_eq!(code, 0, "{stderr}");
+
+    // The server on the same database: the CLI's super_admin and platform account are used,
+    // and no second bootstrap happens.
+    let app = TestApp::start_on(db_url.clone(), |_| {}).await;
+    assert!(app.server.bootstrapped.is_none());
+    let ops = app.login("ops@hub.test", "copper lantern drifts").await;
+    assert_eq!(ops["user"]["role"], "super_admin");
+    let platform = ops["user"]["account_id"].as_str().unwrap().to_owned();
+    let customer = app.seed_account("Customer").await.to_string();
+
+    let (code, stdout, stderr) = cli(
+        &db_url,
+        &[
+            "admin",
+            "create-user",
+            "--account",
+            &customer,
+            "--email",
+            "ana@customer.test",
+            "--name",
+            "Ana",
+            "--role",
+            "agent",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    let generated = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("password (shown once): "))
+        .expect("a generated password is printed")
+        .to_owned();
+    let ana = app.login("ana@customer.test", &generated).await;
+    assert_eq!(
+        (
+            ana["user"]["role"].as_str(),
+            ana["user"]["account_id"].as_str()
+        ),
+        (Some("agent"), Some(customer.as_str()))
+    );
+
+    let super_elsewhere = [
+        "admin",
+        "create-user",
+        "--account",
+        &customer,
+        "--email",
+        "x@customer.test",
+        "--name",
+        "X",
+        "--role",
+        "super_admin",
+    ];
+    let (code, _, stderr) = cli(&db_url, &super_elsewhere, "").await;
+    assert_eq!(
+        code, 2,
+        "super_admin outside the platform account: {stderr}"
+    );
+    let with_stdin = [
+        "admin",
+        "create-user",
+        "--account",
+        &platform,
+        "--email",
+        "b@hub.test",
+        "--name",
+        "B",
+        "--role",
+        "admin",
+        "--password-stdin",
+    ];
+    let (code, stdout, stderr) = cli(&db_url, &with_stdin, "silver harbor echoes\n").await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        !stdout.contains("password"),
+        "a given password is not printed: {stdout}"
+    );
+    app.login("b@hub.test", "silver harbor echoes").await;
+    app.stop().await;
 }
