@@ -71,6 +71,9 @@ pub enum ApiError {
     /// 415.
     #[error("content type must be application/json")]
     UnsupportedMediaType,
+    /// 431: request line and headers over 16 KiB (operations.md).
+    #[error("request headers too large")]
+    HeadersTooLarge,
     /// 405 (conventions.md has no row; answered in the same shape).
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -179,6 +182,7 @@ impl ApiError {
             ApiError::Conflict { .. } => "CONFLICT",
             ApiError::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ApiError::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            ApiError::HeadersTooLarge => "HEADERS_TOO_LARGE",
             ApiError::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ApiError::Unprocessable(_) => "UNPROCESSABLE",
             ApiError::RateLimited { .. } => "RATE_LIMITED",
@@ -220,6 +224,7 @@ impl ResponseError for ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,

@@ -21,6 +21,19 @@ use crate::telemetry::RequestId;
 
 const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 
+/// Largest request line plus headers (operations.md: 16 KiB → 431).
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// The size of the request line and headers as sent (names, values, separators).
+fn head_size(req: &ServiceRequest) -> usize {
+    let line = req.method().as_str().len() + req.uri().to_string().len() + 11;
+    req.headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum::<usize>()
+        + line
+}
+
 /// An error response rendered completely by the edge, for the outcomes that leave no request
 /// to attach a response to (a panic, the deadline, an error returned by an inner layer).
 #[derive(Debug)]
@@ -83,36 +96,10 @@ pub async fn edge(
         .as_ref()
         .map(|s| s.config.request_timeout)
         .unwrap_or(std::time::Duration::from_secs(30));
-    let outcome =
-        tokio::time::timeout(deadline, AssertUnwindSafe(next.call(req)).catch_unwind()).await;
-    let result = match outcome {
-        Ok(Ok(Ok(res))) => {
-            let mut res = res.map_into_boxed_body();
-            if res.status().as_u16() >= 400 {
-                let ours = res.response().extensions().get::<ErrorBody>().cloned();
-                let (body, content_type) =
-                    error_body(res.status(), ours, res.headers(), &facts.request_id);
-                if let (Some(body), Some(content_type)) = (body, content_type) {
-                    res = res.map_body(|_, _| BoxBody::new(body));
-                    res.headers_mut().insert(header::CONTENT_TYPE, content_type);
-                    res.headers_mut().remove(header::CONTENT_LENGTH);
-                }
-            }
-            add_headers(res.headers_mut(), &facts);
-            Ok(res)
-        }
-        Ok(Ok(Err(error))) => Err(render(error.error_response(), &facts)),
-        Ok(Err(_panic)) => {
-            tracing::error!("request handler panicked");
-            Err(render(
-                ApiError::internal("handler panicked").error_response(),
-                &facts,
-            ))
-        }
-        Err(_elapsed) => Err(render(
-            ApiError::Unavailable("request timed out".into()).error_response(),
-            &facts,
-        )),
+    let result = if head_size(&req) > MAX_HEAD_BYTES {
+        Err(render(ApiError::HeadersTooLarge.error_response(), &facts))
+    } else {
+        respond(req, next, deadline, &facts).await
     };
     let status = match &result {
         Ok(res) => res.status(),
@@ -127,6 +114,46 @@ pub async fn edge(
         );
     }
     result.map_err(actix_web::Error::from)
+}
+
+/// Runs the inner service under the deadline and a panic guard, and finishes its response.
+async fn respond(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+    deadline: std::time::Duration,
+    facts: &RequestFacts,
+) -> Result<ServiceResponse<BoxBody>, Rendered> {
+    let outcome =
+        tokio::time::timeout(deadline, AssertUnwindSafe(next.call(req)).catch_unwind()).await;
+    match outcome {
+        Ok(Ok(Ok(res))) => {
+            let mut res = res.map_into_boxed_body();
+            if res.status().as_u16() >= 400 {
+                let ours = res.response().extensions().get::<ErrorBody>().cloned();
+                let (body, content_type) =
+                    error_body(res.status(), ours, res.headers(), &facts.request_id);
+                if let (Some(body), Some(content_type)) = (body, content_type) {
+                    res = res.map_body(|_, _| BoxBody::new(body));
+                    res.headers_mut().insert(header::CONTENT_TYPE, content_type);
+                    res.headers_mut().remove(header::CONTENT_LENGTH);
+                }
+            }
+            add_headers(res.headers_mut(), facts);
+            Ok(res)
+        }
+        Ok(Ok(Err(error))) => Err(render(error.error_response(), facts)),
+        Ok(Err(_panic)) => {
+            tracing::error!("request handler panicked");
+            Err(render(
+                ApiError::internal("handler panicked").error_response(),
+                facts,
+            ))
+        }
+        Err(_elapsed) => Err(render(
+            ApiError::Unavailable("request timed out".into()).error_response(),
+            facts,
+        )),
+    }
 }
 
 /// The error body for a response of `status`: ours (from the extensions) or one made from the

@@ -136,6 +136,24 @@ async fn every_layer_answers_in_the_error_shape() {
     let unknown = app.http.get(app.url("/no/such/path")).send().await.unwrap();
     assert_error(unknown, 404, "NOT_FOUND").await;
 
+    // Request line and headers over 16 KiB → 431; just under is served.
+    let big = app
+        .http
+        .get(app.url("/health/live"))
+        .header("x-padding", "a".repeat(16 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_error(big, 431, "HEADERS_TOO_LARGE").await;
+    let fits = app
+        .http
+        .get(app.url("/health/live"))
+        .header("x-padding", "a".repeat(15 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fits.status(), 200);
+
     let malformed = login_raw(&app, "application/json", br#"{"email": "#.to_vec()).await;
     assert_error(malformed, 400, "BAD_REQUEST").await;
 
