@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::auth::password;
 use crate::config::Config;
+use crate::db::audit::{self, AuditContext, AuditEvent};
 use crate::db::{self, accounts, users, Database};
 use crate::error::ApiError;
 
@@ -59,7 +60,7 @@ pub async fn first_start(
     };
     let hash = password::hash_blocking(secret.clone()).await?;
     let email = config.admin_email.clone();
-    let created = db::transaction(db, |conn| {
+    let created = db::platform_tx(db, db::PlatformScope::system(), |conn| {
         Box::pin(async move {
             diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
                 .bind::<BigInt, _>(db::BOOTSTRAP_LOCK)
@@ -78,7 +79,7 @@ pub async fn first_start(
                 },
             )
             .await?;
-            users::insert(
+            let user = users::insert(
                 conn,
                 &users::NewUser {
                     id: Uuid::now_v7(),
@@ -88,6 +89,13 @@ pub async fn first_start(
                     role: "super_admin",
                     password_hash: Some(&hash),
                 },
+            )
+            .await?;
+            audit::record(
+                conn,
+                &AuditContext::system(),
+                AuditEvent::success(None, "super_admin.bootstrapped", "user", user.id)
+                    .with_after(serde_json::json!({ "email": email, "account_id": account.id })),
             )
             .await?;
             Ok(Some((account.id, email)))

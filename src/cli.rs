@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::auth::password;
 use crate::config::{self, Config};
+use crate::db::audit::{self, AuditContext, AuditEvent};
 use crate::db::{self, accounts, users, Database};
 use crate::server::{self, StartOptions};
 use crate::telemetry;
@@ -251,56 +252,90 @@ async fn create_super_admin(
     let hash = password::hash_blocking(secret)
         .await
         .map_err(|e| CliError(e.to_string(), 1))?;
-    let mut conn = database.conn().await?;
-    let platform = match accounts::platform(&mut conn).await? {
-        Some(account) => account,
-        None => {
-            accounts::insert(
-                &mut conn,
-                &accounts::NewAccount {
-                    id: Uuid::now_v7(),
-                    name: crate::bootstrap::PLATFORM_ACCOUNT_NAME,
-                    is_platform: true,
-                    chatwoot_account_id: None,
-                },
-            )
-            .await?
-        }
-    };
-    let existing = users::with_email(&mut conn, email)
-        .await?
-        .into_iter()
-        .find(|(user, _)| user.account_id == platform.id);
-    match (existing, reset_password) {
-        (Some((user, _)), true) if user.role == "super_admin" => {
-            users::set_password_hash(&mut conn, user.id, &hash).await?;
-            db::sessions::revoke_all_for_user(&mut conn, user.id, "password_reset").await?;
-            println!("password reset for super_admin {email}");
-        }
-        (Some(_), _) => {
-            return Err(usage(format!(
-                "a user with email {email} already exists in the platform account"
-            )))
-        }
-        (None, _) => {
-            users::insert(
-                &mut conn,
-                &users::NewUser {
-                    id: Uuid::now_v7(),
-                    account_id: platform.id,
-                    email,
-                    name,
-                    role: "super_admin",
-                    password_hash: Some(&hash),
-                },
-            )
-            .await?;
-            println!(
-                "created super_admin {email} in the platform account {}",
-                platform.id
-            );
-        }
-    }
+    let (email, name) = (email.to_owned(), name.to_owned());
+    let message = db::platform_tx(&database, db::PlatformScope::system(), |conn| {
+        Box::pin(async move {
+            let platform = match accounts::platform(conn).await? {
+                Some(account) => account,
+                None => {
+                    accounts::insert(
+                        conn,
+                        &accounts::NewAccount {
+                            id: Uuid::now_v7(),
+                            name: crate::bootstrap::PLATFORM_ACCOUNT_NAME,
+                            is_platform: true,
+                            chatwoot_account_id: None,
+                        },
+                    )
+                    .await?
+                }
+            };
+            let existing = users::with_email(conn, &email)
+                .await?
+                .into_iter()
+                .find(|(user, _)| user.account_id == platform.id);
+            let system = AuditContext::system();
+            match (existing, reset_password) {
+                (Some((user, _)), true) if user.role == "super_admin" => {
+                    users::set_password_hash(conn, user.id, &hash).await?;
+                    db::sessions::revoke(
+                        conn,
+                        platform.id,
+                        db::sessions::Revoke::AllOfUser {
+                            user_id: user.id,
+                            except: None,
+                        },
+                        "password_reset",
+                    )
+                    .await?;
+                    audit::record(
+                        conn,
+                        &system,
+                        AuditEvent::success(
+                            Some(platform.id),
+                            "user.password_changed",
+                            "user",
+                            user.id,
+                        ),
+                    )
+                    .await?;
+                    Ok(format!("password reset for super_admin {email}"))
+                }
+                (Some(_), _) => Err(usage(format!(
+                    "a user with email {email} already exists in the platform account"
+                ))),
+                (None, _) => {
+                    let user = users::insert(
+                        conn,
+                        &users::NewUser {
+                            id: Uuid::now_v7(),
+                            account_id: platform.id,
+                            email: &email,
+                            name: &name,
+                            role: "super_admin",
+                            password_hash: Some(&hash),
+                        },
+                    )
+                    .await?;
+                    audit::record(
+                        conn,
+                        &system,
+                        AuditEvent::success(Some(platform.id), "user.created", "user", user.id)
+                            .with_after(
+                                serde_json::json!({ "email": email, "role": "super_admin" }),
+                            ),
+                    )
+                    .await?;
+                    Ok(format!(
+                        "created super_admin {email} in the platform account {}",
+                        platform.id
+                    ))
+                }
+            }
+        })
+    })
+    .await?;
+    println!("{message}");
     Ok(())
 }
 
@@ -327,40 +362,54 @@ async fn create_user(
     password::check_policy(&secret, email).map_err(|e| usage(format!("password {e}")))?;
     db::run_migrations(owner_url).await?;
     let database = Database::connect(owner_url, 2)?;
-    let mut conn = database.conn().await?;
-    let account = accounts::find(&mut conn, account_id)
-        .await?
-        .ok_or_else(|| usage(format!("no account {account_id}")))?;
-    if role == "super_admin" && !account.is_platform {
-        return Err(usage("super_admin is only allowed in the platform account"));
-    }
     let hash = password::hash_blocking(secret.clone())
         .await
         .map_err(|e| CliError(e.to_string(), 1))?;
-    let created = users::insert(
-        &mut conn,
-        &users::NewUser {
-            id: Uuid::now_v7(),
-            account_id,
-            email,
-            name,
-            role,
-            password_hash: Some(&hash),
-        },
-    )
-    .await;
-    let user = match created {
-        Ok(user) => user,
-        Err(diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::UniqueViolation,
-            _,
-        )) => {
-            return Err(usage(format!(
-                "a user with email {email} already exists in this account"
-            )))
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let (email_owned, name_owned, role_owned) =
+        (email.to_owned(), name.to_owned(), role.to_owned());
+    let user = db::platform_tx(&database, db::PlatformScope::system(), |conn| {
+        Box::pin(async move {
+            let account = accounts::find(conn, account_id)
+                .await?
+                .ok_or_else(|| usage(format!("no account {account_id}")))?;
+            if role_owned == "super_admin" && !account.is_platform {
+                return Err(usage("super_admin is only allowed in the platform account"));
+            }
+            let created = users::insert(
+                conn,
+                &users::NewUser {
+                    id: Uuid::now_v7(),
+                    account_id,
+                    email: &email_owned,
+                    name: &name_owned,
+                    role: &role_owned,
+                    password_hash: Some(&hash),
+                },
+            )
+            .await;
+            let user = match created {
+                Ok(user) => user,
+                Err(diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::UniqueViolation,
+                    _,
+                )) => {
+                    return Err(usage(format!(
+                        "a user with email {email_owned} already exists in this account"
+                    )))
+                }
+                Err(e) => return Err(e.into()),
+            };
+            audit::record(
+                conn,
+                &AuditContext::system(),
+                AuditEvent::success(Some(account_id), "user.created", "user", user.id)
+                    .with_after(serde_json::json!({ "email": email_owned, "role": role_owned })),
+            )
+            .await?;
+            Ok(user)
+        })
+    })
+    .await?;
     println!("created {role} {email} ({})", user.id);
     if generated {
         println!("password (shown once): {secret}");

@@ -54,6 +54,20 @@ pub enum ApiError {
         /// Extra details.
         details: Option<Value>,
     },
+    /// 403 `SCOPE_MISSING`: a key or instance token without the scope the route needs.
+    #[error("the credential lacks the required scope")]
+    ScopeMissing(&'static str),
+    /// 403 `FEATURE_DISABLED`: the account's plan does not include the feature.
+    #[error("this feature is disabled for the account")]
+    FeatureDisabled(&'static str),
+    /// 403 `QUOTA_EXCEEDED`: a plan limit is reached; details `{limit, max, current, plan}`.
+    #[error("plan limit reached: {limit}")]
+    QuotaExceeded {
+        /// The limit's key (`max_agents`, ...).
+        limit: &'static str,
+        /// The details object.
+        details: Value,
+    },
     /// 404: missing, or another tenant's.
     #[error("not found")]
     NotFound,
@@ -86,6 +100,12 @@ pub enum ApiError {
         /// Seconds until a retry can succeed.
         retry_after_secs: u64,
     },
+    /// 502: an upstream (Chatwoot, a provider, Asaas) failed.
+    #[error("{0}")]
+    Upstream(Cow<'static, str>),
+    /// 504: an upstream did not answer in time.
+    #[error("{0}")]
+    UpstreamTimeout(Cow<'static, str>),
     /// 503: the database, an actor or the node is not available.
     #[error("{0}")]
     Unavailable(Cow<'static, str>),
@@ -178,6 +198,11 @@ impl ApiError {
             ApiError::InvalidToken => "INVALID_TOKEN",
             ApiError::TokenExpired => "TOKEN_EXPIRED",
             ApiError::Forbidden { .. } => "FORBIDDEN",
+            ApiError::ScopeMissing(_) => "SCOPE_MISSING",
+            ApiError::FeatureDisabled(_) => "FEATURE_DISABLED",
+            ApiError::QuotaExceeded { .. } => "QUOTA_EXCEEDED",
+            ApiError::Upstream(_) => "UPSTREAM_ERROR",
+            ApiError::UpstreamTimeout(_) => "UPSTREAM_TIMEOUT",
             ApiError::NotFound => "NOT_FOUND",
             ApiError::Conflict { .. } => "CONFLICT",
             ApiError::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
@@ -197,6 +222,9 @@ impl ApiError {
             ApiError::Forbidden { details, .. } | ApiError::Conflict { details, .. } => {
                 details.clone()
             }
+            ApiError::ScopeMissing(scope) => Some(serde_json::json!({ "required_scope": scope })),
+            ApiError::FeatureDisabled(feature) => Some(serde_json::json!({ "feature": feature })),
+            ApiError::QuotaExceeded { details, .. } => Some(details.clone()),
             _ => None,
         }
     }
@@ -219,7 +247,12 @@ impl ResponseError for ApiError {
             ApiError::Unauthenticated(_) | ApiError::InvalidToken | ApiError::TokenExpired => {
                 StatusCode::UNAUTHORIZED
             }
-            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::Forbidden { .. }
+            | ApiError::ScopeMissing(_)
+            | ApiError::FeatureDisabled(_)
+            | ApiError::QuotaExceeded { .. } => StatusCode::FORBIDDEN,
+            ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ApiError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,

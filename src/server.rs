@@ -20,6 +20,7 @@ use uuid::Uuid;
 use whatpro_actors::outbound::close_code;
 use whatpro_actors::{CloseFrame, EventBus, RegistryConfig, TenantRegistry};
 
+use crate::auth::revocation::RevocationCache;
 use crate::auth::TokenService;
 use crate::bootstrap::{self, Bootstrapped};
 use crate::config::Config;
@@ -126,6 +127,7 @@ pub struct RunningServer {
     /// What the first start created, if this was one.
     pub bootstrapped: Option<Bootstrapped>,
     handles: Vec<ServerHandle>,
+    background: Vec<actix_web::rt::task::JoinHandle<()>>,
     embedded: Option<EmbeddedPostgres>,
     stopped: bool,
 }
@@ -151,6 +153,7 @@ pub async fn start_with_database(
             tracing::info!(count = applied.len(), "applied migrations");
         }
     }
+    db::ensure_audit_partitions(&target.owner_url).await?;
     let database = Database::connect(&target.owner_url, config.database_pool_size)?;
     let bootstrapped = bootstrap::first_start(&database, &config).await?;
     if let Some(b) = &bootstrapped {
@@ -166,7 +169,12 @@ pub async fn start_with_database(
         Arc::new(Default::default()),
     );
     let config = Arc::new(config);
+    let revocations = RevocationCache::default();
     let state = AppState {
+        revocations: revocations.clone(),
+        api_keys: Default::default(),
+        login_throttle: Default::default(),
+        rate_limits: Arc::new(crate::http::rate_limit::RateLimits::new(&config)),
         tokens: TokenService::new(
             &config.jwt_secret,
             &config.jwt_issuer,
@@ -182,12 +190,19 @@ pub async fn start_with_database(
         config: config.clone(),
     };
 
+    // Revocations reach this node within a poll; their websockets are closed as they arrive.
+    let poll_state = state.clone();
+    let revocation_poll =
+        actix_web::rt::spawn(revocations.run(state.db.clone(), move |sessions| {
+            crate::ws::close_revoked_sessions(&poll_state, &sessions)
+        }));
     let data = web::Data::new(state.clone());
     let app_data = data.clone();
     let server = HttpServer::new(move || {
         App::new()
             .app_data(app_data.clone())
             .configure(http::configure)
+            .wrap(from_fn(http::rate_limit::rate_limit))
             .wrap(from_fn(http::cors::cors))
             .wrap(from_fn(http::edge::edge))
             .wrap(TracingLogger::<HubRootSpan>::new())
@@ -234,6 +249,7 @@ pub async fn start_with_database(
         state,
         bootstrapped,
         handles,
+        background: vec![revocation_poll],
         embedded: target.embedded,
         stopped: false,
     })
@@ -262,6 +278,9 @@ impl RunningServer {
             handle.stop(true).await;
         }
         state.registry.stop_arbiters();
+        for task in &self.background {
+            task.abort();
+        }
         state.db.close();
         if let Some(cluster) = self.embedded.as_mut() {
             cluster.stop().await;

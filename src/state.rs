@@ -7,9 +7,13 @@ use std::time::Instant;
 use uuid::Uuid;
 use whatpro_actors::{EventBus, TenantRegistry};
 
+use crate::auth::lockout::LoginThrottle;
+use crate::auth::principal::ApiKeyCache;
+use crate::auth::revocation::RevocationCache;
 use crate::auth::TokenService;
 use crate::config::Config;
 use crate::db::Database;
+use crate::http::rate_limit::RateLimits;
 use crate::metrics::Metrics;
 
 /// Everything a request may need, cheap to clone.
@@ -21,6 +25,14 @@ pub struct AppState {
     pub db: Database,
     /// Access-token issuer and verifier.
     pub tokens: TokenService,
+    /// Revoked sessions, keys and tokens, polled from the database.
+    pub revocations: RevocationCache,
+    /// Recently verified API keys.
+    pub api_keys: ApiKeyCache,
+    /// Login brute-force protection.
+    pub login_throttle: Arc<LoginThrottle>,
+    /// Request rate limits.
+    pub rate_limits: Arc<RateLimits>,
     /// Tenant supervisors of this node.
     pub registry: TenantRegistry,
     /// Event delivery to websocket sessions.

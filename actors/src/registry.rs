@@ -228,6 +228,14 @@ impl TenantRegistry {
         }
     }
 
+    /// Tells every live supervisor that credentials were revoked (their sessions close).
+    pub fn broadcast_revoked(&self, ids: std::collections::HashSet<Uuid>) {
+        let message = crate::supervisor::Revoked { ids: Arc::new(ids) };
+        for (_, addr) in self.live() {
+            addr.do_send(message.clone());
+        }
+    }
+
     /// Stops the arbiter threads (after [`TenantRegistry::shutdown`]).
     pub fn stop_arbiters(&self) {
         for arbiter in &self.inner.arbiters {

@@ -33,6 +33,8 @@ pub struct SessionIdentity {
     pub account_id: Uuid,
     /// The user (none for API keys).
     pub user_id: Option<Uuid>,
+    /// Ids whose revocation ends the session (login session, instance token, API key).
+    pub credentials: Vec<Uuid>,
     /// When the credential expires.
     pub expires_at: Option<DateTime<Utc>>,
 }
@@ -90,6 +92,7 @@ impl WsSession {
         self.supervisor.do_send(Connect {
             session_id: self.identity.session_id,
             user_id: self.identity.user_id,
+            credentials: self.identity.credentials.clone(),
             outbound: self.outbound.clone(),
         });
     }

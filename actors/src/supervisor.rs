@@ -52,6 +52,7 @@ pub struct TenantSnapshot {
 
 struct SessionEntry {
     user_id: Option<Uuid>,
+    credentials: Vec<Uuid>,
     outbound: Outbound,
     topics: HashSet<Topic>,
 }
@@ -161,6 +162,8 @@ pub struct Connect {
     pub session_id: Uuid,
     /// Its user, if any (API keys have none).
     pub user_id: Option<Uuid>,
+    /// Ids whose revocation ends the session (login session, instance token, API key).
+    pub credentials: Vec<Uuid>,
     /// Its outbound queue.
     pub outbound: Outbound,
 }
@@ -174,6 +177,7 @@ impl Handler<Connect> for TenantSupervisor {
             msg.session_id,
             SessionEntry {
                 user_id: msg.user_id,
+                credentials: msg.credentials,
                 outbound: msg.outbound,
                 topics: HashSet::new(),
             },
@@ -243,6 +247,29 @@ impl Handler<Event> for TenantSupervisor {
                         .filter_map(|id| self.sessions.get(id))
                         .for_each(offer);
                 }
+            }
+        }
+    }
+}
+
+/// Credentials were revoked: their sessions close with 4003.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct Revoked {
+    /// Revoked session, token or key ids.
+    pub ids: std::sync::Arc<HashSet<Uuid>>,
+}
+
+impl Handler<Revoked> for TenantSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Revoked, _: &mut Context<Self>) {
+        for entry in self.sessions.values() {
+            if entry.credentials.iter().any(|id| msg.ids.contains(id)) {
+                entry.outbound.close(CloseFrame::new(
+                    crate::outbound::close_code::REVOKED,
+                    "credential revoked",
+                ));
             }
         }
     }
@@ -397,6 +424,7 @@ mod tests {
                     Connect {
                         session_id: id,
                         user_id: None,
+                        credentials: vec![id],
                         outbound: out,
                     },
                 )
@@ -425,6 +453,8 @@ mod tests {
         assert_eq!(text(a_rx.next().await), r#"{"event":"x"}"#);
         assert_eq!(text(a_rx.next().await), r#"{"event":"t"}"#);
         assert_eq!(text(b_rx.next().await), r#"{"event":"t"}"#);
+        registry.broadcast_revoked([sa].into_iter().collect());
+        assert!(matches!(a_rx.next().await, Next::Close(f) if f.code == close_code::REVOKED));
         registry
             .send(
                 account,

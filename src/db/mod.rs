@@ -5,7 +5,11 @@
 //! security, and sets the statement and lock timeouts of operations.md.
 
 pub mod accounts;
+pub mod api_keys;
+pub mod audit;
 pub mod embedded;
+pub mod instance_tokens;
+pub mod refresh_tokens;
 pub mod schema;
 pub mod sessions;
 pub mod users;
@@ -17,9 +21,11 @@ use diesel::sql_types::BigInt;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::scoped_futures::{ScopedBoxFuture, ScopedFutureExt};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use futures_util::FutureExt;
+use uuid::Uuid;
 
 /// The role the server's queries run as.
 pub const APP_ROLE: &str = "whatpro_app";
@@ -218,6 +224,18 @@ pub async fn run_migrations(owner_url: &str) -> Result<Vec<String>, DbError> {
     .await
 }
 
+/// Creates the audit log's monthly partitions for this month and the next three (as the
+/// table owner; `admin maintenance` does the same and drops expired ones).
+pub async fn ensure_audit_partitions(owner_url: &str) -> Result<(), DbError> {
+    let mut conn = AsyncPgConnection::establish(owner_url)
+        .await
+        .map_err(|e| DbError::Unavailable(e.to_string()))?;
+    diesel::sql_query("SELECT audit_log_ensure_partitions(current_date, 4)")
+        .execute(&mut conn)
+        .await?;
+    Ok(())
+}
+
 /// Applied and pending migration versions.
 pub async fn migration_status(owner_url: &str) -> Result<(Vec<String>, Vec<String>), DbError> {
     with_migration_connection(owner_url, |conn| {
@@ -238,15 +256,52 @@ pub async fn migration_status(owner_url: &str) -> Result<(Vec<String>, Vec<Strin
     .await
 }
 
-/// Runs `f` in a transaction on a pooled connection.
-///
-/// This is the one way handlers write: everything `f` does commits together or not at all.
-pub async fn transaction<'a, R, E, F>(db: &Database, f: F) -> Result<R, E>
+/// Proof that a transaction may see every tenant's rows: held by super_admin operations
+/// (`Principal::platform_scope`) and by the system's own work (bootstrap, CLI, maintenance).
+#[derive(Debug, Clone, Copy)]
+pub struct PlatformScope(());
+
+impl PlatformScope {
+    /// The system's own work, never reachable from a request: bootstrap, CLI, maintenance.
+    pub fn system() -> Self {
+        PlatformScope(())
+    }
+}
+
+/// Runs `f` in a transaction scoped to one tenant: row-level security shows `f` only the rows
+/// of `account_id` (besides the account filter every query carries anyway). Every handler that
+/// touches tenant data goes through here.
+pub async fn tenant_tx<'a, R, E, F>(db: &Database, account_id: Uuid, f: F) -> Result<R, E>
 where
-    F: for<'r> FnOnce(
-            &'r mut AsyncPgConnection,
-        )
-            -> diesel_async::scoped_futures::ScopedBoxFuture<'a, 'r, Result<R, E>>
+    F: for<'r> FnOnce(&'r mut AsyncPgConnection) -> ScopedBoxFuture<'a, 'r, Result<R, E>>
+        + Send
+        + 'a,
+    E: From<DieselError> + From<DbError> + Send + 'a,
+    R: Send + 'a,
+{
+    scoped_tx(db, "app.account_id", account_id.to_string(), f).await
+}
+
+/// Runs `f` in a transaction that sees every tenant (see [`PlatformScope`]).
+pub async fn platform_tx<'a, R, E, F>(db: &Database, _scope: PlatformScope, f: F) -> Result<R, E>
+where
+    F: for<'r> FnOnce(&'r mut AsyncPgConnection) -> ScopedBoxFuture<'a, 'r, Result<R, E>>
+        + Send
+        + 'a,
+    E: From<DieselError> + From<DbError> + Send + 'a,
+    R: Send + 'a,
+{
+    scoped_tx(db, "app.platform", "on".to_owned(), f).await
+}
+
+async fn scoped_tx<'a, R, E, F>(
+    db: &Database,
+    setting: &'static str,
+    value: String,
+    f: F,
+) -> Result<R, E>
+where
+    F: for<'r> FnOnce(&'r mut AsyncPgConnection) -> ScopedBoxFuture<'a, 'r, Result<R, E>>
         + Send
         + 'a,
     E: From<DieselError> + From<DbError> + Send + 'a,
@@ -254,7 +309,20 @@ where
 {
     let mut pooled = db.conn().await?;
     let conn: &mut AsyncPgConnection = &mut pooled;
-    conn.transaction(f).await
+    conn.transaction(move |conn| {
+        async move {
+            // Transaction-local: the setting ends with the transaction, so a pooled
+            // connection never carries one tenant's scope into the next request.
+            diesel::sql_query("SELECT set_config($1, $2, true)")
+                .bind::<diesel::sql_types::Text, _>(setting)
+                .bind::<diesel::sql_types::Text, _>(value)
+                .execute(conn)
+                .await?;
+            f(conn).await
+        }
+        .scope_boxed()
+    })
+    .await
 }
 
 /// Creates database `name` (optionally from `template`) through the maintenance connection

@@ -54,21 +54,133 @@ pub async fn is_live(
     .await
 }
 
-/// Revokes every live session of a user (password reset).
-pub async fn revoke_all_for_user(
+/// A session row.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = sessions)]
+pub struct Session {
+    /// Primary key (`sid`).
+    pub id: Uuid,
+    /// Account.
+    pub account_id: Uuid,
+    /// User.
+    pub user_id: Uuid,
+    /// `password`, `sso` or `impersonation`.
+    pub kind: String,
+    /// The super_admin behind an impersonation session.
+    pub impersonator_id: Option<Uuid>,
+    /// Client IP at sign-in.
+    pub ip: Option<String>,
+    /// Client user agent at sign-in.
+    pub user_agent: Option<String>,
+    /// Sign-in time.
+    pub created_at: DateTime<Utc>,
+    /// Last refresh.
+    pub last_seen_at: DateTime<Utc>,
+    /// Hard end.
+    pub expires_at: DateTime<Utc>,
+    /// When revoked.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A session of the account, locked for update.
+pub async fn lock(
     conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+    id: Uuid,
+) -> QueryResult<Option<Session>> {
+    sessions::table
+        .filter(sessions::account_id.eq(account_id))
+        .filter(sessions::id.eq(id))
+        .select(Session::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The user's live sessions, newest first.
+pub async fn live_for_user(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
     user_id: Uuid,
+) -> QueryResult<Vec<Session>> {
+    sessions::table
+        .filter(sessions::account_id.eq(account_id))
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(Utc::now()))
+        .order((sessions::created_at.desc(), sessions::id.desc()))
+        .select(Session::as_select())
+        .load(conn)
+        .await
+}
+
+/// Records a refresh.
+pub async fn touch(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<()> {
+    diesel::update(sessions::table.find(id))
+        .set(sessions::last_seen_at.eq(Utc::now()))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// Which sessions to revoke.
+#[derive(Debug, Clone, Copy)]
+pub enum Revoke {
+    /// One session of a user.
+    One {
+        /// The user.
+        user_id: Uuid,
+        /// The session.
+        session_id: Uuid,
+    },
+    /// Every session of a user except one (`None`: all).
+    AllOfUser {
+        /// The user.
+        user_id: Uuid,
+        /// The session to keep.
+        except: Option<Uuid>,
+    },
+}
+
+/// Revokes live sessions of the account with their instance tokens (refresh tokens die with
+/// their session); returns the revoked session ids.
+pub async fn revoke(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+    which: Revoke,
     reason: &str,
-) -> QueryResult<usize> {
-    diesel::update(
-        sessions::table
-            .filter(sessions::user_id.eq(user_id))
-            .filter(sessions::revoked_at.is_null()),
-    )
-    .set((
-        sessions::revoked_at.eq(Utc::now()),
-        sessions::revoke_reason.eq(reason),
-    ))
-    .execute(conn)
-    .await
+) -> QueryResult<Vec<Uuid>> {
+    let mut query = diesel::update(sessions::table)
+        .filter(sessions::account_id.eq(account_id))
+        .filter(sessions::revoked_at.is_null())
+        .into_boxed();
+    match which {
+        Revoke::One {
+            user_id,
+            session_id,
+        } => {
+            query = query
+                .filter(sessions::user_id.eq(user_id))
+                .filter(sessions::id.eq(session_id));
+        }
+        Revoke::AllOfUser { user_id, except } => {
+            query = query.filter(sessions::user_id.eq(user_id));
+            if let Some(keep) = except {
+                query = query.filter(sessions::id.ne(keep));
+            }
+        }
+    }
+    let revoked: Vec<Uuid> = query
+        .set((
+            sessions::revoked_at.eq(Utc::now()),
+            sessions::revoke_reason.eq(reason),
+        ))
+        .returning(sessions::id)
+        .get_results(conn)
+        .await?;
+    if !revoked.is_empty() {
+        super::instance_tokens::revoke_for_sessions(conn, &revoked).await?;
+    }
+    Ok(revoked)
 }

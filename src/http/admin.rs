@@ -10,7 +10,7 @@ use whatpro_actors::supervisor::GetSnapshot;
 use whatpro_actors::{TenantSnapshot, TimerSnapshot};
 
 use crate::auth::Principal;
-use crate::db::accounts;
+use crate::db::{self, accounts};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -71,16 +71,15 @@ pub async fn list_tenants(
     state: web::Data<AppState>,
     principal: Principal,
 ) -> Result<web::Json<LiveTenantList>, ApiError> {
-    principal.require_super_admin()?;
+    let scope = principal.platform_scope()?;
     let live = state.registry.live();
     let ids: Vec<Uuid> = live.iter().map(|(id, _)| *id).collect();
-    let names: HashMap<Uuid, String> = {
-        let mut conn = state.db.conn().await?;
-        accounts::names(&mut conn, &ids)
-            .await?
-            .into_iter()
-            .collect()
-    };
+    let names: HashMap<Uuid, String> = db::platform_tx(&state.db, scope, |conn| {
+        Box::pin(async move { Ok::<_, ApiError>(accounts::names(conn, &ids).await?) })
+    })
+    .await?
+    .into_iter()
+    .collect();
     // `Addr::send` enqueues at once, so every supervisor is asked before the first answer is
     // awaited.
     let timeout = state.registry.config().send_timeout;
@@ -117,14 +116,13 @@ pub async fn get_tenant(
     principal: Principal,
     path: web::Path<Uuid>,
 ) -> Result<web::Json<LiveTenant>, ApiError> {
-    principal.require_super_admin()?;
+    let scope = principal.platform_scope()?;
     let account_id = path.into_inner();
-    let account = {
-        let mut conn = state.db.conn().await?;
-        accounts::find(&mut conn, account_id)
-            .await?
-            .ok_or(ApiError::NotFound)?
-    };
+    let account = db::platform_tx(&state.db, scope, |conn| {
+        Box::pin(async move { Ok::<_, ApiError>(accounts::find(conn, account_id).await?) })
+    })
+    .await?
+    .ok_or(ApiError::NotFound)?;
     let snapshot = match state.registry.get(account_id) {
         Some(_) => state.registry.send(account_id, GetSnapshot).await.ok(),
         None => None,

@@ -6,7 +6,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::auth::Principal;
-use crate::db::users;
+use crate::db::{self, users};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -57,11 +57,15 @@ pub async fn get(
     state: web::Data<AppState>,
     principal: Principal,
 ) -> Result<web::Json<Me>, ApiError> {
-    let mut conn = state.db.conn().await?;
-    let (user, account) =
-        users::find_in_account(&mut conn, principal.account_id, principal.user_id)
-            .await?
-            .ok_or(ApiError::InvalidToken)?;
+    let user_id = principal.require_user()?;
+    let account_id = principal.account_id;
+    let (user, account) = db::tenant_tx(&state.db, account_id, |conn| {
+        Box::pin(async move {
+            Ok::<_, ApiError>(users::find_in_account(conn, account_id, user_id).await?)
+        })
+    })
+    .await?
+    .ok_or(ApiError::InvalidToken)?;
     Ok(web::Json(Me {
         id: user.id,
         has_password: user.password_hash.is_some(),
@@ -76,7 +80,7 @@ pub async fn get(
             name: account.name,
         },
         preferences: user.preferences,
-        impersonated_by: principal.claims.act_as.map(|_| principal.claims.sub),
+        impersonated_by: principal.impersonator_id,
         last_login_at: user.last_login_at,
         created_at: user.created_at,
     }))

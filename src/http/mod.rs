@@ -9,6 +9,7 @@ pub mod admin;
 pub mod auth;
 pub mod client_ip;
 pub mod console;
+pub mod context;
 pub mod cors;
 pub mod edge;
 pub mod extract;
@@ -16,6 +17,7 @@ pub mod health;
 pub mod me;
 pub mod metrics;
 pub mod openapi;
+pub mod rate_limit;
 
 use actix_web::web;
 
@@ -35,6 +37,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::scope("/api/v1")
                 .route("/openapi.json", web::get().to(openapi::document))
                 .route("/auth/login", web::post().to(auth::login))
+                .route("/auth/refresh", web::post().to(auth::refresh))
+                .route("/auth/logout", web::post().to(auth::logout))
                 .route("/me", web::get().to(me::get)),
         )
         .service(

@@ -21,7 +21,9 @@ use whatpro_actors::{
     SessionIdentity, WsSession,
 };
 
-use crate::auth::principal::{authenticate_token, bearer_token};
+use crate::auth::principal::{
+    authenticate, bearer_credential, credential, Credential, PrincipalKind,
+};
 use crate::error::ApiError;
 use crate::http::cors::origin_allowed;
 use crate::state::AppState;
@@ -31,15 +33,10 @@ const MAX_FRAME_BYTES: usize = 64 * 1024;
 /// How long a close frame may wait for room in the socket before the connection is dropped.
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Where the credential came from (the subprotocol form must be answered with `bearer`).
-enum Credential {
-    /// `?token=` or an `Authorization: Bearer` header (non-browser clients).
-    Plain(String),
-    /// `Sec-WebSocket-Protocol: bearer, <token>`.
-    Subprotocol(String),
-}
-
-fn credential(req: &HttpRequest) -> Result<Credential, ApiError> {
+/// The credential of an upgrade: `?token=`, `Sec-WebSocket-Protocol: bearer, <token>`, an
+/// `Authorization` header or `X-API-Key` (non-browser clients). Returns it and whether the
+/// subprotocol form was used (then answered with `bearer`). Two at once → 400.
+fn upgrade_credential(req: &HttpRequest) -> Result<(Credential, bool), ApiError> {
     let query = url::form_urlencoded::parse(req.query_string().as_bytes())
         .find(|(k, _)| k == "token")
         .map(|(_, v)| v.into_owned());
@@ -56,17 +53,17 @@ fn credential(req: &HttpRequest) -> Result<Credential, ApiError> {
                 _ => None,
             }
         });
-    let header = bearer_token(req)?;
-    let given = [query.is_some(), subprotocol.is_some(), header.is_some()]
-        .iter()
-        .filter(|g| **g)
-        .count();
+    let headers = credential(req)?;
+    let given = usize::from(query.is_some())
+        + usize::from(subprotocol.is_some())
+        + usize::from(headers.is_some());
     if given > 1 {
         return Err(ApiError::BadRequest("send exactly one credential".into()));
     }
-    match (query, subprotocol, header) {
-        (Some(t), _, _) | (_, _, Some(t)) => Ok(Credential::Plain(t)),
-        (_, Some(t), _) => Ok(Credential::Subprotocol(t)),
+    match (query, subprotocol, headers) {
+        (Some(token), _, _) => Ok((bearer_credential(token), false)),
+        (_, Some(token), _) => Ok((bearer_credential(token), true)),
+        (_, _, Some(credential)) => Ok((credential, false)),
         _ => Err(ApiError::Unauthenticated("authentication required".into())),
     }
 }
@@ -89,11 +86,8 @@ pub async fn upgrade(
             return Err(ApiError::forbidden("origin not allowed"));
         }
     }
-    let credential = credential(&req)?;
-    let token = match &credential {
-        Credential::Plain(t) | Credential::Subprotocol(t) => t.as_str(),
-    };
-    let principal = authenticate_token(&state, token).await?;
+    let (credential, via_subprotocol) = upgrade_credential(&req)?;
+    let principal = authenticate(&state, &credential).await?;
     let stats = state.registry.stats();
     let open = stats
         .ws_connections
@@ -104,10 +98,7 @@ pub async fn upgrade(
         ));
     }
     let supervisor = state.registry.get_or_start(principal.account_id)?;
-    let protocols: &[&str] = match credential {
-        Credential::Subprotocol(_) => &["bearer"],
-        Credential::Plain(_) => &[],
-    };
+    let protocols: &[&str] = if via_subprotocol { &["bearer"] } else { &[] };
     let (response, session, stream) = actix_ws::handle_with_protocols(&req, body, protocols)
         .map_err(|e| ApiError::BadRequest(format!("not a websocket upgrade: {e}").into()))?;
 
@@ -120,11 +111,20 @@ pub async fn upgrade(
         stats,
     );
     let close_signal = outbound_rx.close_signal();
+    let credentials = match principal.kind {
+        PrincipalKind::User { session_id } => vec![session_id],
+        PrincipalKind::InstanceToken {
+            token_id,
+            session_id,
+        } => vec![token_id, session_id],
+        PrincipalKind::ApiKey { key_id, .. } => vec![key_id],
+    };
     let identity = SessionIdentity {
         session_id: Uuid::now_v7(),
         account_id: principal.account_id,
-        user_id: Some(principal.user_id),
-        expires_at: Some(principal.claims.expires_at()),
+        user_id: principal.user_id,
+        credentials,
+        expires_at: principal.expires_at,
     };
     let config = SessionConfig {
         heartbeat_interval: tuning.ws_heartbeat_interval,
@@ -141,6 +141,15 @@ pub async fn upgrade(
     actix_web::rt::spawn(write_pump(session.clone(), outbound_rx));
     actix_web::rt::spawn(read_pump(stream, session, actor, close_signal));
     Ok(response)
+}
+
+/// Closes (4003) the websockets of revoked login sessions, on this node.
+pub fn close_revoked_sessions(state: &AppState, sessions: &[Uuid]) {
+    if !sessions.is_empty() {
+        state
+            .registry
+            .broadcast_revoked(sessions.iter().copied().collect());
+    }
 }
 
 fn close_reason(frame: CloseFrame) -> CloseReason {

@@ -18,6 +18,7 @@ use whatpro_hub::auth::password;
 use whatpro_hub::config::Config;
 use whatpro_hub::db::embedded::{self, EmbeddedOptions};
 use whatpro_hub::db::{self, accounts, users};
+use whatpro_hub::error::ApiError;
 use whatpro_hub::server::{self, DatabaseTarget, RunningServer, StartOptions};
 
 /// The bootstrap super_admin's credentials in every test app.
@@ -313,16 +314,23 @@ impl TestApp {
 
     /// Creates an account directly in the database.
     pub async fn seed_account(&self, name: &str) -> Uuid {
-        let mut conn = self.server.state.db.conn().await.expect("conn");
-        accounts::insert(
-            &mut conn,
-            &accounts::NewAccount {
-                id: Uuid::now_v7(),
-                name,
-                is_platform: false,
-                chatwoot_account_id: None,
-            },
-        )
+        let name = name.to_owned();
+        db::platform_tx(&self.server.state.db, db::PlatformScope::system(), |conn| {
+            Box::pin(async move {
+                Ok::<_, ApiError>(
+                    accounts::insert(
+                        conn,
+                        &accounts::NewAccount {
+                            id: Uuid::now_v7(),
+                            name: &name,
+                            is_platform: false,
+                            chatwoot_account_id: None,
+                        },
+                    )
+                    .await?,
+                )
+            })
+        })
         .await
         .expect("insert account")
         .id
@@ -331,18 +339,25 @@ impl TestApp {
     /// Creates a user with [`USER_PASSWORD`] directly in the database.
     pub async fn seed_user(&self, account_id: Uuid, email: &str, role: &str) -> Uuid {
         let hash = password::hash(USER_PASSWORD).expect("hash");
-        let mut conn = self.server.state.db.conn().await.expect("conn");
-        users::insert(
-            &mut conn,
-            &users::NewUser {
-                id: Uuid::now_v7(),
-                account_id,
-                email,
-                name: "Seeded User",
-                role,
-                password_hash: Some(&hash),
-            },
-        )
+        let (email, role) = (email.to_owned(), role.to_owned());
+        db::tenant_tx(&self.server.state.db, account_id, |conn| {
+            Box::pin(async move {
+                Ok::<_, ApiError>(
+                    users::insert(
+                        conn,
+                        &users::NewUser {
+                            id: Uuid::now_v7(),
+                            account_id,
+                            email: &email,
+                            name: "Seeded User",
+                            role: &role,
+                            password_hash: Some(&hash),
+                        },
+                    )
+                    .await?,
+                )
+            })
+        })
         .await
         .expect("insert user")
         .id
@@ -350,11 +365,13 @@ impl TestApp {
 
     /// Runs SQL as the database owner.
     pub async fn sql(&self, statement: &str) {
+        use diesel_async::SimpleAsyncConnection;
         let mut conn = AsyncPgConnection::establish(&self.db_url)
             .await
             .expect("owner connection");
-        diesel::sql_query(statement)
-            .execute(&mut conn)
+        // The platform scope, so row-level security does not hide the rows from an owner
+        // that is not a superuser.
+        conn.batch_execute(&format!("SET app.platform = 'on'; {statement}"))
             .await
             .expect("sql");
     }
