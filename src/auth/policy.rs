@@ -242,8 +242,10 @@ pub enum Action {
     PlatformAdmin,
     /// Start impersonating a user.
     Impersonate,
-    /// `/api/v1/me/*` (sessions, password, export).
+    /// `/api/v1/me/*` (sessions, export).
     SelfService,
+    /// Changing one's own password or email.
+    OwnCredentials,
 }
 
 struct Rule {
@@ -287,7 +289,8 @@ fn rule_for(action: Action) -> Rule {
         Action::BillingWrite => rule(Admin, None, UsersNotImpersonating),
         Action::PlatformAdmin => rule(SuperAdmin, None, UsersNotImpersonating),
         Action::Impersonate => rule(SuperAdmin, None, UsersNotImpersonating),
-        Action::SelfService => rule(Agent, None, UsersNotImpersonating),
+        Action::SelfService => rule(Agent, None, UsersOnly),
+        Action::OwnCredentials => rule(Agent, None, UsersNotImpersonating),
     }
 }
 

@@ -112,6 +112,33 @@ impl TokenService {
         Ok((token, claims))
     }
 
+    /// Issues an impersonation token: `sub` is the super_admin, `act_as` the target, whose
+    /// account and role apply.
+    pub fn issue_impersonation(
+        &self,
+        super_admin_id: Uuid,
+        session_id: Uuid,
+        target_id: Uuid,
+        target_account_id: Uuid,
+        target_role: &str,
+    ) -> Result<(String, AccessClaims), jsonwebtoken::errors::Error> {
+        let now = Utc::now();
+        let claims = AccessClaims {
+            sub: super_admin_id,
+            sid: session_id,
+            account_id: target_account_id,
+            role: target_role.to_owned(),
+            jti: Uuid::now_v7(),
+            iat: now.timestamp(),
+            exp: (now + self.ttl).timestamp(),
+            iss: self.issuer.clone(),
+            typ: "access".into(),
+            act_as: Some(target_id),
+        };
+        let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
+        Ok((token, claims))
+    }
+
     /// Verifies a token's algorithm, signature, issuer, type and expiry.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
         let data =

@@ -184,3 +184,16 @@ pub async fn revoke(
     }
     Ok(revoked)
 }
+
+/// Names the super_admin behind an impersonation session.
+pub async fn set_impersonator(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    impersonator_id: Uuid,
+) -> QueryResult<()> {
+    diesel::update(sessions::table.find(id))
+        .set(sessions::impersonator_id.eq(impersonator_id))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}

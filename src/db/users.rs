@@ -148,3 +148,84 @@ pub async fn set_password_hash(
         .await
         .map(|_| ())
 }
+
+/// A user of the account.
+pub async fn find(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+    user_id: Uuid,
+) -> QueryResult<Option<User>> {
+    users::table
+        .filter(users::account_id.eq(account_id))
+        .filter(users::id.eq(user_id))
+        .select(User::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// A page of the account's users in id order (ids are time-ordered UUIDv7), after `after`.
+pub async fn page(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+    after: Option<Uuid>,
+    limit: i64,
+) -> QueryResult<Vec<User>> {
+    let mut query = users::table
+        .filter(users::account_id.eq(account_id))
+        .into_boxed();
+    if let Some(after) = after {
+        query = query.filter(users::id.gt(after));
+    }
+    query
+        .order(users::id.asc())
+        .limit(limit)
+        .select(User::as_select())
+        .load(conn)
+        .await
+}
+
+/// Sets a user's role (set in the hub, so `role_source` becomes `manual`).
+pub async fn set_role(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    role: &str,
+) -> QueryResult<User> {
+    diesel::update(users::table.find(user_id))
+        .set((
+            users::role.eq(role),
+            users::role_source.eq("manual"),
+            users::updated_at.eq(Utc::now()),
+        ))
+        .returning(User::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// Sets a user's name.
+pub async fn set_name(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    name: &str,
+) -> QueryResult<User> {
+    diesel::update(users::table.find(user_id))
+        .set((users::name.eq(name), users::updated_at.eq(Utc::now())))
+        .returning(User::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// Active admins of the account, locked (the last one may not be demoted).
+pub async fn lock_active_admins(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+) -> QueryResult<Vec<Uuid>> {
+    users::table
+        .filter(users::account_id.eq(account_id))
+        .filter(users::role.eq("admin"))
+        .filter(users::status.eq("active"))
+        .select(users::id)
+        .for_update()
+        .load(conn)
+        .await
+}

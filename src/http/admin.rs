@@ -142,3 +142,121 @@ pub async fn get_tenant(
         },
     }))
 }
+
+/// `POST /admin/impersonate` body.
+#[derive(Debug, serde::Deserialize, garde::Validate, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImpersonateRequest {
+    /// The user to act as (any account; not a super_admin).
+    #[garde(skip)]
+    pub user_id: Uuid,
+    /// Why, 10–500 characters (audited).
+    #[garde(length(min = 10, max = 500))]
+    pub reason: String,
+}
+
+/// An impersonation access token (no refresh token).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Impersonation {
+    /// Access token: `sub` the super_admin, `act_as` the target.
+    pub token: String,
+    /// Expiry.
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+    /// The session (visible to the target).
+    pub session_id: Uuid,
+    /// The target.
+    pub user: crate::http::users::UserView,
+}
+
+/// Starts impersonating a user (iam.md §4.8): a session of kind `impersonation` in the
+/// target's account, audited with the reason; rows written meanwhile name both people.
+#[utoipa::path(post, path = "/admin/impersonate", tag = "admin", security(("bearer" = [])), request_body = ImpersonateRequest,
+    responses((status = 201, body = Impersonation), (status = 400, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn impersonate(
+    state: web::Data<AppState>,
+    principal: Principal,
+    context: crate::http::context::RequestContext,
+    body: crate::http::extract::Json<ImpersonateRequest>,
+) -> Result<actix_web::HttpResponse, ApiError> {
+    use crate::auth::policy::{authorize, Action};
+    use crate::db::audit::{self, AuditContext, AuditEvent};
+    authorize(&principal, Action::Impersonate)?;
+    let scope = principal.platform_scope()?;
+    let super_admin = principal.require_user()?;
+    let ImpersonateRequest { user_id, reason } = body.0;
+    let target = db::platform_tx(&state.db, scope, |conn| {
+        Box::pin(async move {
+            use crate::db::schema::users;
+            use diesel::prelude::*;
+            use diesel_async::RunQueryDsl;
+            Ok::<_, ApiError>(
+                users::table
+                    .find(user_id)
+                    .select(crate::db::users::User::as_select())
+                    .first(conn)
+                    .await
+                    .optional()?,
+            )
+        })
+    })
+    .await?
+    .ok_or(ApiError::NotFound)?;
+    if target.role == "super_admin" {
+        return Err(ApiError::forbidden("super_admins cannot be impersonated"));
+    }
+    if !target.is_active() {
+        return Err(ApiError::Unprocessable("the user is not active".into()));
+    }
+    let account_id = target.account_id;
+    let audit_context = AuditContext {
+        actor_type: "user",
+        actor_id: Some(super_admin),
+        acted_as_user_id: Some(target.id),
+        ..context.anonymous()
+    };
+    let target_id = target.id;
+    let session_id = db::tenant_tx(&state.db, account_id, |conn| {
+        Box::pin(async move {
+            let session_id = Uuid::now_v7();
+            crate::db::sessions::insert(
+                conn,
+                &crate::db::sessions::NewSession {
+                    id: session_id,
+                    account_id,
+                    user_id: target_id,
+                    kind: "impersonation",
+                    ip: audit_context.ip.as_deref(),
+                    user_agent: audit_context.user_agent.as_deref(),
+                    expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
+                },
+            )
+            .await?;
+            crate::db::sessions::set_impersonator(conn, session_id, super_admin).await?;
+            audit::record(
+                conn,
+                &audit_context,
+                AuditEvent::success(
+                    Some(account_id),
+                    "impersonation.started",
+                    "session",
+                    session_id,
+                )
+                .with_after(serde_json::json!({ "reason": reason, "target_user_id": target_id })),
+            )
+            .await?;
+            Ok::<_, ApiError>(session_id)
+        })
+    })
+    .await?;
+    let (token, claims) = state
+        .tokens
+        .issue_impersonation(super_admin, session_id, target.id, account_id, &target.role)
+        .map_err(ApiError::internal)?;
+    Ok(actix_web::HttpResponse::Created().json(Impersonation {
+        token,
+        expires_at: claims.expires_at(),
+        session_id,
+        user: target.into(),
+    }))
+}

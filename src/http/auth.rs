@@ -423,11 +423,17 @@ pub async fn logout(
     state: web::Data<AppState>,
     context: RequestContext,
 ) -> Result<HttpResponse, ApiError> {
+    let mut action = "auth.logout";
+    let mut audit_context = None;
     let (account_id, user_id, session_id) = match credential(&req)? {
         Some(Credential::AccessToken(token)) => {
             let principal = authenticate_access_token(&state, &token).await?;
             let session_id = principal.session_id().ok_or(ApiError::InvalidToken)?;
             let owner = principal.user_id.ok_or(ApiError::InvalidToken)?;
+            if principal.impersonator_id.is_some() {
+                action = "impersonation.ended";
+            }
+            audit_context = Some(context.audit(&principal));
             (principal.account_id, owner, session_id)
         }
         Some(_) => return Err(ApiError::forbidden("logout needs a user session")),
@@ -438,7 +444,7 @@ pub async fn logout(
             signin::session_of_refresh_token(&state, &token).await?
         }
     };
-    let audit_context = context.user(user_id);
+    let audit_context = audit_context.unwrap_or_else(|| context.user(user_id));
     let revoked = db::tenant_tx(&state.db, account_id, |conn| {
         Box::pin(async move {
             signin::revoke_sessions(
@@ -450,7 +456,7 @@ pub async fn logout(
                 },
                 "logout",
                 &audit_context,
-                "auth.logout",
+                action,
             )
             .await
         })

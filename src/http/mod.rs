@@ -6,6 +6,7 @@
 //! shape of conventions.md.
 
 pub mod admin;
+pub mod api_keys;
 pub mod auth;
 pub mod client_ip;
 pub mod console;
@@ -14,10 +15,14 @@ pub mod cors;
 pub mod edge;
 pub mod extract;
 pub mod health;
+pub mod instance_tokens;
 pub mod me;
 pub mod metrics;
 pub mod openapi;
+pub mod pagination;
 pub mod rate_limit;
+pub mod sessions;
+pub mod users;
 
 use actix_web::web;
 
@@ -39,12 +44,48 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/auth/login", web::post().to(auth::login))
                 .route("/auth/refresh", web::post().to(auth::refresh))
                 .route("/auth/logout", web::post().to(auth::logout))
-                .route("/me", web::get().to(me::get)),
+                .route("/me", web::get().to(me::get))
+                .route("/me/sessions", web::get().to(sessions::list))
+                .route("/me/sessions", web::delete().to(sessions::revoke_others))
+                .route(
+                    "/me/sessions/{session_id}",
+                    web::delete().to(sessions::revoke_one),
+                )
+                .route("/me/password", web::post().to(sessions::change_password))
+                .route(
+                    "/instance-tokens/validate",
+                    web::get().to(instance_tokens::validate),
+                )
+                .service(
+                    web::scope("/accounts/{account_id}")
+                        .route("/users", web::get().to(users::list))
+                        .route("/users/{user_id}", web::get().to(users::get))
+                        .route("/users/{user_id}", web::patch().to(users::patch))
+                        .route(
+                            "/users/{user_id}/password",
+                            web::post().to(users::set_password),
+                        )
+                        .route(
+                            "/users/{user_id}/sessions",
+                            web::delete().to(users::revoke_sessions),
+                        )
+                        .route("/api-keys", web::get().to(api_keys::list))
+                        .route("/api-keys", web::post().to(api_keys::create))
+                        .route("/api-keys/{key_id}", web::get().to(api_keys::get))
+                        .route("/api-keys/{key_id}", web::delete().to(api_keys::revoke))
+                        .route("/instance-tokens", web::get().to(instance_tokens::list))
+                        .route("/instance-tokens", web::post().to(instance_tokens::issue))
+                        .route(
+                            "/instance-tokens/{token_id}",
+                            web::delete().to(instance_tokens::revoke),
+                        ),
+                ),
         )
         .service(
             web::scope("/admin")
                 .route("/tenants", web::get().to(admin::list_tenants))
-                .route("/tenants/{account_id}", web::get().to(admin::get_tenant)),
+                .route("/tenants/{account_id}", web::get().to(admin::get_tenant))
+                .route("/impersonate", web::post().to(admin::impersonate)),
         )
         .route("/ws", web::get().to(crate::ws::upgrade))
         .route("/ws/internal-chat", web::get().to(crate::ws::upgrade))

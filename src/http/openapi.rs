@@ -7,13 +7,21 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, auth, health, me};
+use super::{admin, api_keys, auth, health, instance_tokens, me, sessions, users};
 
 /// The document's root.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "WhatPro Hub API", description = "Kanban CRM, WhatsApp instances and team chat beside Chatwoot."),
-    paths(health::live, health::ready, auth::login, me::get, admin::list_tenants, admin::get_tenant),
+    paths(
+        health::live, health::ready,
+        auth::login, auth::refresh, auth::logout,
+        me::get, sessions::list, sessions::revoke_one, sessions::revoke_others, sessions::change_password,
+        users::list, users::get, users::patch, users::set_password, users::revoke_sessions,
+        api_keys::list, api_keys::create, api_keys::get, api_keys::revoke,
+        instance_tokens::issue, instance_tokens::list, instance_tokens::revoke, instance_tokens::validate,
+        admin::list_tenants, admin::get_tenant, admin::impersonate,
+    ),
     components(schemas(crate::error::ErrorBody, crate::error::FieldError)),
     modifiers(&Security),
     tags(
@@ -21,6 +29,9 @@ use super::{admin, auth, health, me};
         (name = "auth", description = "sign-in"),
         (name = "me", description = "the caller"),
         (name = "admin", description = "super_admin operations"),
+        (name = "users", description = "users of an account"),
+        (name = "api-keys", description = "API keys"),
+        (name = "instance-tokens", description = "short-lived instance tokens"),
     )
 )]
 pub struct ApiDoc;

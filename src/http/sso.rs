@@ -1,0 +1,874 @@
+//! `POST /api/v1/auth/sso`: Chatwoot single sign-on (iam.md §4.3).
+//!
+//! The caller sends a Chatwoot user's API access token; the hub asks Chatwoot who that is
+//! (`GET /api/v1/profile` through `integrations::chatwoot`), picks the Chatwoot account,
+//! upserts the hub account mirroring it and the user mirroring the Chatwoot user, and opens a
+//! session of kind `sso` exactly as password login does (same answer and cookie).
+//!
+//! Rules kept here:
+//! - The origin is `CHATWOOT_URL` (per-account `base_url`s arrive with the Chatwoot settings);
+//!   none → 503. Chatwoot refusing the token → 401 `INVALID_TOKEN`; too slow → 504; any other
+//!   upstream failure → 502.
+//! - Role: `administrator` → admin, anything else → agent, never super_admin (the profile's
+//!   `type` is ignored). The role is re-derived only while `role_source = 'chatwoot'`; a
+//!   re-derived role that changed revokes the user's other sessions (iam.md §2).
+//! - SSO never signs in to the platform account or as a super_admin: a Chatwoot token must not
+//!   become a platform operator's credential.
+//! - The `sso_token` is never stored, logged or audited ([`SsoRequest`]'s `Debug` hides it).
+//!
+//! Every table access runs in `db::tenant_tx` or `db::platform_tx`; the only look-up before
+//! the tenant is known is the `auth_account_by_chatwoot_id` SECURITY DEFINER function.
+
+use actix_web::{web, HttpResponse};
+use chrono::Utc;
+use diesel::prelude::*;
+use diesel::sql_types::BigInt;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde::Deserialize;
+use serde_json::json;
+use url::Url;
+use uuid::Uuid;
+
+use crate::auth::policy::Role;
+use crate::auth::signin;
+use crate::db::accounts::{self, Account};
+use crate::db::audit::{self, AuditContext, AuditEvent};
+use crate::db::schema::{accounts as accounts_table, users as users_table};
+use crate::db::users::{self, User};
+use crate::db::{self, sessions};
+use crate::error::ApiError;
+use crate::http::auth::{signed_in, SignedInUser};
+use crate::http::context::RequestContext;
+use crate::http::extract::Json;
+use crate::integrations::chatwoot::{self, ChatwootError, Profile, ProfileAccount};
+use crate::state::AppState;
+
+/// `POST /api/v1/auth/sso` body.
+#[derive(Deserialize, garde::Validate, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SsoRequest {
+    /// A Chatwoot user's API access token (1–512 characters). Never stored or logged.
+    #[garde(length(chars, min = 1, max = 512))]
+    pub sso_token: String,
+    /// The **Chatwoot** account id to sign in to, when the Chatwoot user belongs to several.
+    #[garde(range(min = 1))]
+    pub account_id: Option<i64>,
+}
+
+impl std::fmt::Debug for SsoRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SsoRequest")
+            .field("sso_token", &"[REDACTED]")
+            .field("account_id", &self.account_id)
+            .finish()
+    }
+}
+
+/// Chatwoot single sign-on.
+#[utoipa::path(post, path = "/api/v1/auth/sso", tag = "auth", request_body = SsoRequest,
+    responses(
+        (status = 200, body = crate::http::auth::SignInResponse),
+        (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody, description = "Chatwoot refused the token: INVALID_TOKEN"),
+        (status = 403, body = crate::error::ErrorBody, description = "account not in the profile, account unknown (creation disabled), suspended or deleted, user deactivated"),
+        (status = 409, body = crate::error::ErrorBody, description = "several Chatwoot accounts and no account_id: details.accounts [{id, name}] (Chatwoot ids)"),
+        (status = 429, body = crate::error::ErrorBody),
+        (status = 502, body = crate::error::ErrorBody, description = "Chatwoot failed"),
+        (status = 503, body = crate::error::ErrorBody, description = "no Chatwoot URL configured"),
+        (status = 504, body = crate::error::ErrorBody, description = "Chatwoot did not answer in time"),
+    ))]
+pub async fn sso(
+    state: web::Data<AppState>,
+    context: RequestContext,
+    body: Json<SsoRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let SsoRequest {
+        sso_token,
+        account_id,
+    } = body.0;
+    let mut attempt = Attempt {
+        chatwoot_account_id: account_id,
+        ..Attempt::default()
+    };
+    let outcome = sign_in(&state, &context, &sso_token, &mut attempt).await;
+    let result = if outcome.is_ok() { "success" } else { "failure" };
+    state
+        .metrics
+        .auth_attempts
+        .with_label_values(&[result])
+        .inc();
+    if let Err(error) = &outcome {
+        if attempt.audit_failure {
+            audit_failure(&state, &context, &attempt, error.code()).await;
+        }
+    }
+    outcome
+}
+
+/// What is known about a sign-in attempt so far, for the failure audit row.
+#[derive(Debug, Default)]
+struct Attempt {
+    /// Chatwoot answered (a profile, or a refusal of the token): a failure from here on is a
+    /// sign-in decision and is audited. Outages (no origin, 502, 504) are logged only.
+    audit_failure: bool,
+    email: Option<String>,
+    chatwoot_user_id: Option<i64>,
+    chatwoot_account_id: Option<i64>,
+    account_id: Option<Uuid>,
+}
+
+/// The HTTP answer for a failed profile call (iam.md §4.3 step 1).
+pub fn profile_error(error: ChatwootError) -> ApiError {
+    match error {
+        ChatwootError::Unauthorized => ApiError::InvalidToken,
+        ChatwootError::Timeout => ApiError::UpstreamTimeout("Chatwoot did not answer in time".into()),
+        ChatwootError::Upstream(_) => {
+            ApiError::Upstream("Chatwoot could not be reached or answered with an error".into())
+        }
+    }
+}
+
+/// The Chatwoot origin to ask. iam.md §4.3: the `base_url` of the hub account mirroring
+/// `chatwoot_account_id`, else `CHATWOOT_URL`. Accounts have no Chatwoot settings yet (they
+/// come with the Chatwoot integration), so this is `CHATWOOT_URL` for now.
+fn chatwoot_origin(state: &AppState, _chatwoot_account_id: Option<i64>) -> Result<Url, ApiError> {
+    state
+        .config
+        .chatwoot_url
+        .clone()
+        .ok_or_else(|| ApiError::Unavailable("Chatwoot is not configured".into()))
+}
+
+/// The hub role a Chatwoot account role maps to (never super_admin).
+pub fn role_from_chatwoot(chatwoot_role: &str) -> Role {
+    match chatwoot_role {
+        "administrator" => Role::Admin,
+        _ => Role::Agent,
+    }
+}
+
+/// iam.md §4.3 step 2: the account matching `wanted`, or the only one.
+fn choose_account(profile: &Profile, wanted: Option<i64>) -> Result<&ProfileAccount, ApiError> {
+    match wanted {
+        Some(id) => profile
+            .accounts
+            .iter()
+            .find(|a| a.id == id)
+            .ok_or_else(|| ApiError::forbidden("this Chatwoot user is not a member of that account")),
+        None => match profile.accounts.as_slice() {
+            [only] => Ok(only),
+            [] => Err(ApiError::forbidden(
+                "this Chatwoot user belongs to no Chatwoot account",
+            )),
+            several => {
+                let accounts: Vec<_> = several
+                    .iter()
+                    .map(|a| json!({ "id": a.id, "name": a.name }))
+                    .collect();
+                Err(ApiError::Conflict {
+                    message: "this Chatwoot user belongs to several accounts; choose one with account_id"
+                        .into(),
+                    details: Some(json!({ "accounts": accounts })),
+                })
+            }
+        },
+    }
+}
+
+/// The profile facts the hub stores, cut to its column limits.
+#[derive(Debug, Clone)]
+struct Identity {
+    chatwoot_user_id: i64,
+    chatwoot_account_id: i64,
+    email: String,
+    name: String,
+    avatar_url: Option<String>,
+    chatwoot_role: Option<String>,
+    role: Role,
+    account_name: String,
+}
+
+fn truncate(text: &str, max_chars: usize) -> String {
+    text.chars().take(max_chars).collect()
+}
+
+/// An avatar the hub may store: https, at most 2048 characters (tenancy.md §1), else none.
+fn usable_avatar(url: Option<&str>) -> Option<String> {
+    let url = url?.trim();
+    if url.chars().count() > 2048 || !url.starts_with("https://") {
+        return None;
+    }
+    let parsed = Url::parse(url).ok()?;
+    (parsed.scheme() == "https" && parsed.host().is_some()).then(|| url.to_owned())
+}
+
+impl Identity {
+    fn new(profile: &Profile, account: &ProfileAccount) -> Result<Self, ApiError> {
+        let email = profile.email.trim();
+        let email_len = email.chars().count();
+        if !(3..=254).contains(&email_len) || !email.contains('@') {
+            tracing::warn!(
+                chatwoot_user_id = profile.id,
+                "the Chatwoot profile has no usable email"
+            );
+            return Err(ApiError::Upstream(
+                "the Chatwoot profile has no usable email".into(),
+            ));
+        }
+        let name = match profile.name.trim() {
+            "" => email.split('@').next().unwrap_or(email),
+            name => name,
+        };
+        let account_name = match account.name.trim() {
+            "" => format!("Chatwoot account {}", account.id),
+            name => truncate(name, 255),
+        };
+        let chatwoot_role = Some(truncate(account.role.trim(), 50)).filter(|r| !r.is_empty());
+        Ok(Self {
+            chatwoot_user_id: profile.id,
+            chatwoot_account_id: account.id,
+            email: email.to_owned(),
+            name: truncate(name, 100),
+            avatar_url: usable_avatar(profile.avatar_url.as_deref()),
+            chatwoot_role,
+            role: role_from_chatwoot(account.role.trim()),
+            account_name,
+        })
+    }
+}
+
+/// The whole flow; fills `attempt` as facts become known.
+async fn sign_in(
+    state: &AppState,
+    context: &RequestContext,
+    sso_token: &str,
+    attempt: &mut Attempt,
+) -> Result<HttpResponse, ApiError> {
+    let origin = chatwoot_origin(state, attempt.chatwoot_account_id)?;
+    let profile = match chatwoot::profile(&origin, sso_token).await {
+        Ok(profile) => profile,
+        Err(error) => {
+            match &error {
+                ChatwootError::Unauthorized => attempt.audit_failure = true,
+                other => tracing::warn!(error = %other, "Chatwoot profile request failed"),
+            }
+            return Err(profile_error(error));
+        }
+    };
+    attempt.audit_failure = true;
+    attempt.email = Some(profile.email.trim().to_owned());
+    attempt.chatwoot_user_id = Some(profile.id);
+    let chosen = choose_account(&profile, attempt.chatwoot_account_id)?;
+    attempt.chatwoot_account_id = Some(chosen.id);
+    let identity = Identity::new(&profile, chosen)?;
+    let account_id = resolve_account(state, context, &identity).await?;
+    attempt.account_id = Some(account_id);
+
+    let tx_context = context.clone();
+    let tx_identity = identity.clone();
+    let signed = db::tenant_tx(&state.db, account_id, |conn| {
+        Box::pin(async move { upsert_and_open(conn, account_id, &tx_identity, &tx_context).await })
+    })
+    .await?;
+    signin::after_revocation(state, &signed.revoked);
+    let role = Role::parse(&signed.user.role)
+        .ok_or_else(|| ApiError::internal("unknown role in the database"))?;
+    let issued = signin::issue(
+        state,
+        signed.user.id,
+        signed.session_id,
+        signed.account.id,
+        role,
+        signed.refresh_token,
+        signed.refresh_expires_at,
+    )?;
+    Ok(signed_in(
+        state,
+        issued,
+        SignedInUser {
+            id: signed.user.id,
+            email: signed.user.email,
+            name: signed.user.name,
+            role: signed.user.role,
+            account_id: signed.account.id,
+            account_name: signed.account.name,
+        },
+    ))
+}
+
+/// A hub account as the pre-tenant look-up returns it.
+#[derive(diesel::QueryableByName)]
+struct MirroredAccount {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    status: String,
+}
+
+/// The hub account mirroring a Chatwoot account (SECURITY DEFINER look-up: the tenant is not
+/// known yet).
+async fn account_by_chatwoot_id(
+    state: &AppState,
+    chatwoot_account_id: i64,
+) -> Result<Option<MirroredAccount>, ApiError> {
+    let mut conn = state.db.conn().await?;
+    Ok(
+        diesel::sql_query("SELECT id, status FROM auth_account_by_chatwoot_id($1)")
+            .bind::<BigInt, _>(chatwoot_account_id)
+            .get_result(&mut conn)
+            .await
+            .optional()?,
+    )
+}
+
+fn ensure_account_usable(status: &str) -> Result<(), ApiError> {
+    match status {
+        "active" => Ok(()),
+        _ => Err(ApiError::forbidden("this account is not active")),
+    }
+}
+
+/// iam.md §4.3 step 4 (before the tenant transaction): the hub account of the chosen Chatwoot
+/// account, created when unknown and `CHATWOOT_SSO_CREATE_ACCOUNTS` allows it. Its name is
+/// refreshed later, in the tenant transaction.
+async fn resolve_account(
+    state: &AppState,
+    context: &RequestContext,
+    identity: &Identity,
+) -> Result<Uuid, ApiError> {
+    let chatwoot_account_id = identity.chatwoot_account_id;
+    if let Some(found) = account_by_chatwoot_id(state, chatwoot_account_id).await? {
+        ensure_account_usable(&found.status)?;
+        return Ok(found.id);
+    }
+    if !state.config.chatwoot_sso_create_accounts {
+        return Err(ApiError::forbidden(
+            "this Chatwoot account is not connected to the hub",
+        ));
+    }
+    // Plans (the `free` plan of a new account) and the account's `chatwoot_integrations` row
+    // (`unconfigured`, base_url pre-filled from CHATWOOT_URL) arrive with the tenancy and
+    // Chatwoot issues; they are created here once their tables exist.
+    let name = identity.account_name.clone();
+    let audit_context = context.anonymous();
+    let created = db::platform_tx(&state.db, db::PlatformScope::system(), |conn| {
+        Box::pin(async move {
+            let Some(account) =
+                insert_sso_account(conn, &name, chatwoot_account_id).await?
+            else {
+                return Ok::<_, ApiError>(None);
+            };
+            audit::record(
+                conn,
+                &audit_context,
+                AuditEvent::success(Some(account.id), "account.created", "account", account.id)
+                    .with_after(json!({
+                        "name": account.name,
+                        "chatwoot_account_id": chatwoot_account_id,
+                        "via": "sso",
+                    })),
+            )
+            .await?;
+            Ok(Some(account.id))
+        })
+    })
+    .await?;
+    match created {
+        Some(id) => Ok(id),
+        // Created by a concurrent sign-in between the look-up and the insert.
+        None => {
+            let found = account_by_chatwoot_id(state, chatwoot_account_id)
+                .await?
+                .ok_or_else(|| ApiError::conflict("the account is being created; retry"))?;
+            ensure_account_usable(&found.status)?;
+            Ok(found.id)
+        }
+    }
+}
+
+/// What the tenant transaction hands back.
+struct Signed {
+    user: User,
+    account: Account,
+    session_id: Uuid,
+    refresh_token: String,
+    refresh_expires_at: chrono::DateTime<Utc>,
+    /// Sessions revoked because a Chatwoot-derived role changed.
+    revoked: Vec<Uuid>,
+}
+
+/// iam.md §4.3 steps 4 (name refresh, status) and 5, then the session, in one tenant
+/// transaction.
+async fn upsert_and_open(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+    identity: &Identity,
+    context: &RequestContext,
+) -> Result<Signed, ApiError> {
+    let account = accounts::find(conn, account_id)
+        .await?
+        .ok_or_else(|| ApiError::forbidden("this account is not active"))?;
+    ensure_account_usable(&account.status)?;
+    if account.is_platform {
+        return Err(ApiError::forbidden(
+            "single sign-on does not sign in to the platform account",
+        ));
+    }
+    let account = if account.name != identity.account_name {
+        rename_account(conn, account_id, &identity.account_name).await?
+    } else {
+        account
+    };
+
+    let existing = match lock_by_chatwoot_id(conn, account_id, identity.chatwoot_user_id).await? {
+        Some(user) => Some((user, false)),
+        None => lock_unlinked_by_email(conn, account_id, &identity.email)
+            .await?
+            .map(|user| (user, true)),
+    };
+    let (user, created, linked, revoked) = match existing {
+        Some((user, linked)) => {
+            let (user, revoked) = refresh_user(conn, account_id, user, identity, context).await?;
+            (user, false, linked, revoked)
+        }
+        None => {
+            if email_taken(conn, account_id, &identity.email, None).await? {
+                return Err(ApiError::conflict(
+                    "another user of this account already has this email",
+                ));
+            }
+            // Quota: a new SSO user must fit the account's `max_agents` (tenancy.md §4: lock
+            // the entitlements row, count, 403 QUOTA_EXCEEDED when count ≥ limit). Plans and
+            // entitlements arrive with the tenancy issue; the check goes exactly here, before
+            // the insert, in this transaction.
+            match insert_sso_user(conn, account_id, identity).await? {
+                Some(user) => {
+                    audit::record(
+                        conn,
+                        &context.user(user.id),
+                        AuditEvent::success(Some(account_id), "user.created", "user", user.id)
+                            .with_after(json!({
+                                "email": user.email,
+                                "role": user.role,
+                                "chatwoot_user_id": identity.chatwoot_user_id,
+                                "via": "sso",
+                            })),
+                    )
+                    .await?;
+                    (user, true, false, Vec::new())
+                }
+                // Created by a concurrent sign-in of the same person.
+                None => {
+                    let user = lock_by_chatwoot_id(conn, account_id, identity.chatwoot_user_id)
+                        .await?
+                        .ok_or_else(|| {
+                            ApiError::conflict("another user of this account already has this email")
+                        })?;
+                    let (user, revoked) =
+                        refresh_user(conn, account_id, user, identity, context).await?;
+                    (user, false, false, revoked)
+                }
+            }
+        }
+    };
+
+    let audit_context = context.user(user.id);
+    let (session_id, refresh_token, refresh_expires_at) =
+        signin::open_session(conn, account_id, user.id, "sso", &audit_context).await?;
+    users::record_login(conn, user.id, None).await?;
+    audit::record(
+        conn,
+        &audit_context,
+        AuditEvent::success(Some(account_id), "auth.sso.succeeded", "session", session_id)
+            .with_after(json!({
+                "chatwoot_account_id": identity.chatwoot_account_id,
+                "chatwoot_user_id": identity.chatwoot_user_id,
+                "user_created": created,
+                "user_linked": linked,
+            })),
+    )
+    .await?;
+    Ok(Signed {
+        user,
+        account,
+        session_id,
+        refresh_token,
+        refresh_expires_at,
+        revoked,
+    })
+}
+
+/// Refreshes a known user from Chatwoot (name, email, avatar, `chatwoot_role`, the link, and
+/// the role while it follows Chatwoot). A changed role revokes the user's sessions and is
+/// audited. Returns the updated row and the revoked sessions.
+async fn refresh_user(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+    user: User,
+    identity: &Identity,
+    context: &RequestContext,
+) -> Result<(User, Vec<Uuid>), ApiError> {
+    if !user.is_active() {
+        return Err(ApiError::forbidden("this user is deactivated"));
+    }
+    if user.role == Role::SuperAdmin.as_str() {
+        return Err(ApiError::forbidden(
+            "a super_admin cannot sign in through Chatwoot",
+        ));
+    }
+    if email_taken(conn, account_id, &identity.email, Some(user.id)).await? {
+        return Err(ApiError::conflict(
+            "another user of this account already has this email",
+        ));
+    }
+    let role = match user.role_source.as_str() {
+        "chatwoot" => identity.role.as_str().to_owned(),
+        _ => user.role.clone(),
+    };
+    let updated = update_from_chatwoot(conn, account_id, user.id, identity, &role).await?;
+    let mut revoked = Vec::new();
+    if updated.role != user.role {
+        let audit_context = context.user(user.id);
+        audit::record(
+            conn,
+            &audit_context,
+            AuditEvent::success(Some(account_id), "user.role_changed", "user", user.id)
+                .with_before(json!({ "role": user.role }))
+                .with_after(json!({ "role": updated.role, "source": "chatwoot" })),
+        )
+        .await?;
+        revoked = signin::revoke_sessions(
+            conn,
+            account_id,
+            sessions::Revoke::AllOfUser {
+                user_id: user.id,
+                except: None,
+            },
+            "role_changed",
+            &audit_context,
+            "session.revoked",
+        )
+        .await?;
+    }
+    Ok((updated, revoked))
+}
+
+/// Writes a platform audit row `auth.sso.failed` (its own transaction; a failure to write it
+/// is logged, not returned: the caller is answering an error already). Same shape as password
+/// login's failure rows, plus the Chatwoot ids; the token is never part of it.
+async fn audit_failure(
+    state: &AppState,
+    context: &RequestContext,
+    attempt: &Attempt,
+    code: &'static str,
+) {
+    let audit_context: AuditContext = context.anonymous();
+    let account_id = attempt.account_id;
+    let after = json!({
+        "email": attempt.email,
+        "chatwoot_user_id": attempt.chatwoot_user_id,
+        "chatwoot_account_id": attempt.chatwoot_account_id,
+    });
+    let result = db::platform_tx(&state.db, db::PlatformScope::system(), |conn| {
+        Box::pin(async move {
+            let event = AuditEvent {
+                account_id,
+                action: "auth.sso.failed",
+                resource_type: Some("user"),
+                resource_id: None,
+                before: None,
+                after: Some(after),
+                result: "failure",
+                error_code: Some(code),
+            };
+            audit::record(conn, &audit_context, event).await?;
+            Ok::<_, ApiError>(())
+        })
+    })
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "could not write an audit row");
+    }
+}
+
+// Queries. They belong in `db/accounts.rs` and `db/users.rs` and move there when those files
+// are next edited; they run inside the caller's tenant or platform transaction.
+
+/// A new account created by SSO (`accounts::NewAccount` with the status spelled out).
+#[derive(Insertable)]
+#[diesel(table_name = accounts_table)]
+struct NewSsoAccount<'a> {
+    id: Uuid,
+    name: &'a str,
+    status: &'a str,
+    is_platform: bool,
+    chatwoot_account_id: Option<i64>,
+}
+
+/// Inserts an active account mirroring `chatwoot_account_id`; `None` when one already exists
+/// (a concurrent sign-in won). Should move to `db/accounts.rs`.
+async fn insert_sso_account(
+    conn: &mut AsyncPgConnection,
+    name: &str,
+    chatwoot_account_id: i64,
+) -> QueryResult<Option<Account>> {
+    diesel::insert_into(accounts_table::table)
+        .values(&NewSsoAccount {
+            id: Uuid::now_v7(),
+            name,
+            status: "active",
+            is_platform: false,
+            chatwoot_account_id: Some(chatwoot_account_id),
+        })
+        .on_conflict(accounts_table::chatwoot_account_id)
+        .do_nothing()
+        .returning(Account::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+/// Renames an account. Should move to `db/accounts.rs`.
+async fn rename_account(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+    name: &str,
+) -> QueryResult<Account> {
+    diesel::update(accounts_table::table.find(account_id))
+        .set((
+            accounts_table::name.eq(name),
+            accounts_table::updated_at.eq(Utc::now()),
+        ))
+        .returning(Account::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// A new user created by SSO. Should move to `db/users.rs`.
+#[derive(Insertable)]
+#[diesel(table_name = users_table)]
+struct NewSsoUser<'a> {
+    id: Uuid,
+    account_id: Uuid,
+    email: &'a str,
+    name: &'a str,
+    avatar_url: Option<&'a str>,
+    role: &'a str,
+    role_source: &'a str,
+    chatwoot_user_id: Option<i64>,
+    chatwoot_role: Option<&'a str>,
+}
+
+/// Inserts a Chatwoot-linked user (role following Chatwoot, no password); `None` when a row
+/// with that Chatwoot id or email already exists. Should move to `db/users.rs`.
+async fn insert_sso_user(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+    identity: &Identity,
+) -> QueryResult<Option<User>> {
+    diesel::insert_into(users_table::table)
+        .values(&NewSsoUser {
+            id: Uuid::now_v7(),
+            account_id,
+            email: &identity.email,
+            name: &identity.name,
+            avatar_url: identity.avatar_url.as_deref(),
+            role: identity.role.as_str(),
+            role_source: "chatwoot",
+            chatwoot_user_id: Some(identity.chatwoot_user_id),
+            chatwoot_role: identity.chatwoot_role.as_deref(),
+        })
+        .on_conflict_do_nothing()
+        .returning(User::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+/// The account's user linked to a Chatwoot user, locked. Should move to `db/users.rs`.
+async fn lock_by_chatwoot_id(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+    chatwoot_user_id: i64,
+) -> QueryResult<Option<User>> {
+    users_table::table
+        .filter(users_table::account_id.eq(account_id))
+        .filter(users_table::chatwoot_user_id.eq(chatwoot_user_id))
+        .select(User::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The account's user with this email (case-insensitive) and no Chatwoot link, locked.
+/// Should move to `db/users.rs`.
+async fn lock_unlinked_by_email(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+    email: &str,
+) -> QueryResult<Option<User>> {
+    users_table::table
+        .filter(users_table::account_id.eq(account_id))
+        .filter(users_table::email.eq(email))
+        .filter(users_table::chatwoot_user_id.is_null())
+        .select(User::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Whether another user of the account (any status) has this email. Should move to
+/// `db/users.rs`.
+async fn email_taken(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+    email: &str,
+    except: Option<Uuid>,
+) -> QueryResult<bool> {
+    let mut query = users_table::table
+        .filter(users_table::account_id.eq(account_id))
+        .filter(users_table::email.eq(email))
+        .select(users_table::id)
+        .into_boxed();
+    if let Some(id) = except {
+        query = query.filter(users_table::id.ne(id));
+    }
+    diesel::select(diesel::dsl::exists(query))
+        .get_result(conn)
+        .await
+}
+
+/// Writes the Chatwoot-owned fields and the link, with `role`. Should move to `db/users.rs`.
+async fn update_from_chatwoot(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+    user_id: Uuid,
+    identity: &Identity,
+    role: &str,
+) -> QueryResult<User> {
+    diesel::update(
+        users_table::table
+            .filter(users_table::account_id.eq(account_id))
+            .filter(users_table::id.eq(user_id)),
+    )
+    .set((
+        users_table::email.eq(&identity.email),
+        users_table::name.eq(&identity.name),
+        users_table::avatar_url.eq(identity.avatar_url.as_deref()),
+        users_table::chatwoot_user_id.eq(Some(identity.chatwoot_user_id)),
+        users_table::chatwoot_role.eq(identity.chatwoot_role.as_deref()),
+        users_table::role.eq(role),
+        users_table::updated_at.eq(Utc::now()),
+    ))
+    .returning(User::as_returning())
+    .get_result(conn)
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::ResponseError;
+
+    use super::*;
+
+    fn profile(accounts: &[(i64, &str, &str)]) -> Profile {
+        Profile {
+            id: 9,
+            name: "Ana".into(),
+            email: "ana@acme.com".into(),
+            avatar_url: None,
+            accounts: accounts
+                .iter()
+                .map(|(id, name, role)| ProfileAccount {
+                    id: *id,
+                    name: (*name).into(),
+                    role: (*role).into(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn roles_map_without_super_admin() {
+        assert_eq!(role_from_chatwoot("administrator"), Role::Admin);
+        assert_eq!(role_from_chatwoot("agent"), Role::Agent);
+        assert_eq!(role_from_chatwoot("SuperAdmin"), Role::Agent);
+        assert_eq!(role_from_chatwoot("super_admin"), Role::Agent);
+        assert_eq!(role_from_chatwoot(""), Role::Agent);
+    }
+
+    #[test]
+    fn account_choice() {
+        let one = profile(&[(1, "Acme", "agent")]);
+        assert_eq!(choose_account(&one, None).map(|a| a.id).ok(), Some(1));
+        assert_eq!(choose_account(&one, Some(1)).map(|a| a.id).ok(), Some(1));
+        let error = choose_account(&one, Some(2)).err().map(|e| e.status_code());
+        assert_eq!(error, Some(actix_web::http::StatusCode::FORBIDDEN));
+        let two = profile(&[(1, "Acme", "agent"), (2, "Beta", "administrator")]);
+        match choose_account(&two, None) {
+            Err(ApiError::Conflict { details, .. }) => assert_eq!(
+                details,
+                Some(json!({"accounts": [{"id": 1, "name": "Acme"}, {"id": 2, "name": "Beta"}]}))
+            ),
+            other => panic!("expected a conflict, got {:?}", other.map(|a| a.id)),
+        }
+        assert_eq!(choose_account(&two, Some(2)).map(|a| a.id).ok(), Some(2));
+        let none = profile(&[]);
+        assert!(matches!(
+            choose_account(&none, None),
+            Err(ApiError::Forbidden { .. })
+        ));
+    }
+
+    #[test]
+    fn profile_errors_map_to_http() {
+        let status = |e| profile_error(e).status_code().as_u16();
+        assert_eq!(status(ChatwootError::Unauthorized), 401);
+        assert_eq!(profile_error(ChatwootError::Unauthorized).code(), "INVALID_TOKEN");
+        assert_eq!(status(ChatwootError::Timeout), 504);
+        assert_eq!(status(ChatwootError::Upstream("x".into())), 502);
+    }
+
+    #[test]
+    fn avatars_must_be_https_and_short() {
+        assert_eq!(
+            usable_avatar(Some("https://cdn.example.com/a.png")),
+            Some("https://cdn.example.com/a.png".to_owned())
+        );
+        assert_eq!(usable_avatar(Some("http://cdn.example.com/a.png")), None);
+        assert_eq!(usable_avatar(Some("")), None);
+        assert_eq!(usable_avatar(Some("https://")), None);
+        assert_eq!(usable_avatar(None), None);
+        let long = format!("https://cdn.example.com/{}", "a".repeat(2048));
+        assert_eq!(usable_avatar(Some(&long)), None);
+    }
+
+    #[test]
+    fn identity_cuts_to_column_limits() {
+        let mut p = profile(&[(3, "", "a-custom-role-name-that-is-way-too-long-for-the-column")]);
+        p.name = "N".repeat(150);
+        let identity = Identity::new(&p, &p.accounts[0]).expect("identity");
+        assert_eq!(identity.name.chars().count(), 100);
+        assert_eq!(identity.account_name, "Chatwoot account 3");
+        assert_eq!(identity.chatwoot_role.map(|r| r.chars().count()), Some(50));
+        assert_eq!(identity.role, Role::Agent);
+        p.name = "  ".into();
+        assert_eq!(Identity::new(&p, &p.accounts[0]).expect("identity").name, "ana");
+        p.email = "nobody".into();
+        assert!(matches!(
+            Identity::new(&p, &p.accounts[0]),
+            Err(ApiError::Upstream(_))
+        ));
+    }
+
+    #[test]
+    fn debug_hides_the_token() {
+        let request = SsoRequest {
+            sso_token: "very-secret".into(),
+            account_id: Some(1),
+        };
+        assert!(!format!("{request:?}").contains("very-secret"));
+    }
+}

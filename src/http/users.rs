@@ -1,0 +1,362 @@
+//! `/api/v1/accounts/{account_id}/users`: reading users, changing roles and names, and the
+//! admin's password and session controls (iam.md §2, §5). Creating, deactivating and the full
+//! profile edit arrive with the tenancy work.
+
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::auth::password;
+use crate::auth::policy::{self, authorize, Action, Role};
+use crate::auth::signin;
+use crate::auth::Principal;
+use crate::db::audit::{self, AuditEvent};
+use crate::db::{self, sessions, users};
+use crate::error::ApiError;
+use crate::http::context::RequestContext;
+use crate::http::extract::Json;
+use crate::http::pagination::{Page, PageQuery};
+use crate::state::AppState;
+
+/// A user as the API shows it (never the password hash).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UserView {
+    /// Id.
+    pub id: Uuid,
+    /// Account.
+    pub account_id: Uuid,
+    /// Email.
+    pub email: String,
+    /// Name.
+    pub name: String,
+    /// Role.
+    pub role: String,
+    /// `chatwoot` or `manual`.
+    pub role_source: String,
+    /// `active` or `inactive`.
+    pub status: String,
+    /// Avatar.
+    pub avatar_url: Option<String>,
+    /// Chatwoot user id.
+    pub chatwoot_user_id: Option<i64>,
+    /// Whether the user has a local password.
+    pub has_password: bool,
+    /// Last login.
+    pub last_login_at: Option<DateTime<Utc>>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<users::User> for UserView {
+    fn from(user: users::User) -> Self {
+        Self {
+            id: user.id,
+            account_id: user.account_id,
+            has_password: user.password_hash.is_some(),
+            email: user.email,
+            name: user.name,
+            role: user.role,
+            role_source: user.role_source,
+            status: user.status,
+            avatar_url: user.avatar_url,
+            chatwoot_user_id: user.chatwoot_user_id,
+            last_login_at: user.last_login_at,
+            created_at: user.created_at,
+        }
+    }
+}
+
+fn user_json(user: &users::User) -> serde_json::Value {
+    json!({ "id": user.id, "email": user.email, "name": user.name, "role": user.role, "status": user.status })
+}
+
+/// `GET /api/v1/accounts/{account_id}/users`.
+#[utoipa::path(get, path = "/api/v1/accounts/{account_id}/users", tag = "users", security(("bearer" = []), ("api_key" = [])),
+    params(("account_id" = Uuid, Path, description = "account"), PageQuery),
+    responses((status = 200, body = Page<UserView>), (status = 401, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn list(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<Uuid>,
+    query: web::Query<PageQuery>,
+) -> Result<web::Json<Page<UserView>>, ApiError> {
+    let account_id = path.into_inner();
+    principal.check_account(account_id)?;
+    authorize(&principal, Action::UsersRead)?;
+    let (limit, after) = (query.limit()?, query.after_id()?);
+    let rows = db::tenant_tx(&state.db, account_id, |conn| {
+        Box::pin(async move {
+            Ok::<_, ApiError>(users::page(conn, account_id, after, limit + 1).await?)
+        })
+    })
+    .await?;
+    Ok(web::Json(Page::from_rows(
+        rows,
+        limit,
+        |u| u.id,
+        UserView::from,
+    )))
+}
+
+/// `GET /api/v1/accounts/{account_id}/users/{user_id}`.
+#[utoipa::path(get, path = "/api/v1/accounts/{account_id}/users/{user_id}", tag = "users", security(("bearer" = []), ("api_key" = [])),
+    params(("account_id" = Uuid, Path, description = "account"), ("user_id" = Uuid, Path, description = "user")),
+    responses((status = 200, body = UserView), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn get(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<(Uuid, Uuid)>,
+) -> Result<web::Json<UserView>, ApiError> {
+    let (account_id, user_id) = path.into_inner();
+    principal.check_account(account_id)?;
+    authorize(&principal, Action::UsersRead)?;
+    let user = db::tenant_tx(&state.db, account_id, |conn| {
+        Box::pin(async move { Ok::<_, ApiError>(users::find(conn, account_id, user_id).await?) })
+    })
+    .await?
+    .ok_or(ApiError::NotFound)?;
+    Ok(web::Json(user.into()))
+}
+
+/// `PATCH /api/v1/accounts/{account_id}/users/{user_id}` body.
+#[derive(Debug, Deserialize, garde::Validate, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatch {
+    /// New display name.
+    #[garde(inner(length(min = 1, max = 100)))]
+    pub name: Option<String>,
+    /// New role (no escalation: iam.md §2).
+    #[garde(skip)]
+    pub role: Option<Role>,
+}
+
+/// Checks that `actor` may manage `target` at all: same or higher role, and not a
+/// super_admin target unless the actor is one.
+fn may_manage(principal: &Principal, target: &users::User) -> Result<(), ApiError> {
+    let target_role =
+        Role::parse(&target.role).ok_or_else(|| ApiError::internal("unknown role"))?;
+    if target_role > principal.role {
+        return Err(ApiError::Forbidden {
+            message: "you cannot manage a user with a higher role".into(),
+            details: Some(json!({ "required_role": target_role.as_str() })),
+        });
+    }
+    Ok(())
+}
+
+/// Changes a user's name and/or role. A role change revokes the user's sessions and instance
+/// tokens; nobody changes their own role or grants above their own; the account's last
+/// active admin cannot be demoted (422).
+#[utoipa::path(patch, path = "/api/v1/accounts/{account_id}/users/{user_id}", tag = "users", security(("bearer" = [])),
+    params(("account_id" = Uuid, Path, description = "account"), ("user_id" = Uuid, Path, description = "user")),
+    request_body = UserPatch,
+    responses((status = 200, body = UserView), (status = 400, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
+        (status = 422, body = crate::error::ErrorBody)))]
+pub async fn patch(
+    state: web::Data<AppState>,
+    principal: Principal,
+    context: RequestContext,
+    path: web::Path<(Uuid, Uuid)>,
+    body: Json<UserPatch>,
+) -> Result<web::Json<UserView>, ApiError> {
+    let (account_id, user_id) = path.into_inner();
+    principal.check_account(account_id)?;
+    authorize(&principal, Action::UsersManage)?;
+    let patch = body.0;
+    if let Some(role) = patch.role {
+        if Some(user_id) == principal.user_id {
+            return Err(ApiError::forbidden("you cannot change your own role"));
+        }
+        if !policy::may_assign_role(principal.role, role) {
+            return Err(ApiError::Forbidden {
+                message: "you cannot grant a role above your own".into(),
+                details: Some(
+                    json!({ "required_role": if role == Role::SuperAdmin { "super_admin" } else { role.as_str() } }),
+                ),
+            });
+        }
+    }
+    let audit_context = context.audit(&principal);
+    let actor = principal.clone();
+    let (user, revoked) = db::tenant_tx(&state.db, account_id, |conn| {
+        Box::pin(async move {
+            let mut user = users::find(conn, account_id, user_id)
+                .await?
+                .ok_or(ApiError::NotFound)?;
+            may_manage(&actor, &user)?;
+            let before = user_json(&user);
+            let mut revoked = Vec::new();
+            if let Some(name) = &patch.name {
+                if user.chatwoot_user_id.is_some() && *name != user.name {
+                    return Err(ApiError::Unprocessable(
+                        "the name of a Chatwoot user is managed in Chatwoot".into(),
+                    ));
+                }
+                user = users::set_name(conn, user_id, name).await?;
+            }
+            if let Some(role) = patch.role.filter(|r| r.as_str() != user.role) {
+                if user.role == "admin" {
+                    let admins = users::lock_active_admins(conn, account_id).await?;
+                    if admins == [user_id] {
+                        return Err(ApiError::Unprocessable(
+                            "the account's last active admin cannot be demoted".into(),
+                        ));
+                    }
+                }
+                if role == Role::SuperAdmin
+                    && !crate::db::accounts::find(conn, account_id)
+                        .await?
+                        .is_some_and(|a| a.is_platform)
+                {
+                    return Err(ApiError::Unprocessable(
+                        "super_admin exists only in the platform account".into(),
+                    ));
+                }
+                user = users::set_role(conn, user_id, role.as_str()).await?;
+                revoked = signin::revoke_sessions(
+                    conn,
+                    account_id,
+                    sessions::Revoke::AllOfUser {
+                        user_id,
+                        except: None,
+                    },
+                    "role_changed",
+                    &audit_context,
+                    "session.revoked",
+                )
+                .await?;
+                audit::record(
+                    conn,
+                    &audit_context,
+                    AuditEvent::success(Some(account_id), "user.role_changed", "user", user_id)
+                        .with_before(before.clone())
+                        .with_after(user_json(&user)),
+                )
+                .await?;
+            }
+            if patch.name.is_some() {
+                audit::record(
+                    conn,
+                    &audit_context,
+                    AuditEvent::success(Some(account_id), "user.updated", "user", user_id)
+                        .with_before(before)
+                        .with_after(user_json(&user)),
+                )
+                .await?;
+            }
+            Ok::<_, ApiError>((user, revoked))
+        })
+    })
+    .await?;
+    signin::after_revocation(&state, &revoked);
+    Ok(web::Json(user.into()))
+}
+
+/// `POST …/users/{user_id}/password` body.
+#[derive(Debug, Deserialize, garde::Validate, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetPassword {
+    /// The new password (policy of iam.md §4.1).
+    #[garde(length(min = 1, max = 1024))]
+    pub new_password: String,
+}
+
+/// An admin sets a user's password; the user's sessions are revoked.
+#[utoipa::path(post, path = "/api/v1/accounts/{account_id}/users/{user_id}/password", tag = "users", security(("bearer" = [])),
+    params(("account_id" = Uuid, Path, description = "account"), ("user_id" = Uuid, Path, description = "user")),
+    request_body = SetPassword,
+    responses((status = 204, description = "set"), (status = 400, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn set_password(
+    state: web::Data<AppState>,
+    principal: Principal,
+    context: RequestContext,
+    path: web::Path<(Uuid, Uuid)>,
+    body: Json<SetPassword>,
+) -> Result<HttpResponse, ApiError> {
+    let (account_id, user_id) = path.into_inner();
+    principal.check_account(account_id)?;
+    authorize(&principal, Action::UsersManage)?;
+    let audit_context = context.audit(&principal);
+    let target = db::tenant_tx(&state.db, account_id, |conn| {
+        Box::pin(async move { Ok::<_, ApiError>(users::find(conn, account_id, user_id).await?) })
+    })
+    .await?
+    .ok_or(ApiError::NotFound)?;
+    may_manage(&principal, &target)?;
+    password::check_policy(&body.0.new_password, &target.email)
+        .map_err(|rule| ApiError::field("new_password", rule.to_string()))?;
+    let hash = password::hash_blocking(body.0.new_password).await?;
+    let revoked = db::tenant_tx(&state.db, account_id, |conn| {
+        Box::pin(async move {
+            users::set_password_hash(conn, user_id, &hash).await?;
+            let revoked = signin::revoke_sessions(
+                conn,
+                account_id,
+                sessions::Revoke::AllOfUser {
+                    user_id,
+                    except: None,
+                },
+                "password_set",
+                &audit_context,
+                "session.revoked",
+            )
+            .await?;
+            audit::record(
+                conn,
+                &audit_context,
+                AuditEvent::success(Some(account_id), "user.password_changed", "user", user_id),
+            )
+            .await?;
+            Ok::<_, ApiError>(revoked)
+        })
+    })
+    .await?;
+    signin::after_revocation(&state, &revoked);
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// An admin revokes all of a user's sessions.
+#[utoipa::path(delete, path = "/api/v1/accounts/{account_id}/users/{user_id}/sessions", tag = "users", security(("bearer" = [])),
+    params(("account_id" = Uuid, Path, description = "account"), ("user_id" = Uuid, Path, description = "user")),
+    responses((status = 204, description = "revoked"), (status = 403, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody)))]
+pub async fn revoke_sessions(
+    state: web::Data<AppState>,
+    principal: Principal,
+    context: RequestContext,
+    path: web::Path<(Uuid, Uuid)>,
+) -> Result<HttpResponse, ApiError> {
+    let (account_id, user_id) = path.into_inner();
+    principal.check_account(account_id)?;
+    authorize(&principal, Action::UsersManage)?;
+    let audit_context = context.audit(&principal);
+    let actor = principal.clone();
+    let revoked = db::tenant_tx(&state.db, account_id, |conn| {
+        Box::pin(async move {
+            let target = users::find(conn, account_id, user_id)
+                .await?
+                .ok_or(ApiError::NotFound)?;
+            may_manage(&actor, &target)?;
+            signin::revoke_sessions(
+                conn,
+                account_id,
+                sessions::Revoke::AllOfUser {
+                    user_id,
+                    except: None,
+                },
+                "admin_revoked",
+                &audit_context,
+                "session.revoked",
+            )
+            .await
+        })
+    })
+    .await?;
+    signin::after_revocation(&state, &revoked);
+    Ok(HttpResponse::NoContent().finish())
+}
