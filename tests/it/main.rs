@@ -10,5 +10,8 @@ mod admin;
 mod auth;
 mod database;
 mod http_edge;
+mod iam_access;
+mod iam_sessions;
+mod isolation;
 mod process;
 mod websocket;
