@@ -1,1 +1,428 @@
-//! Tests being written.
+//! The cross-tenant harness (iam.md §3, quality.md "Tenant isolation suite").
+//!
+//! A table of every tenant-scoped route, with how to build a request that targets account B's
+//! resource. Each case runs with every principal kind of account A (admin user session, API key
+//! with every scope, instance token) in two shapes: B's account in the path, and B's resource
+//! ids under A's own account path. Each answer must equal the answer for an id that does not
+//! exist (same status and code, never a 2xx), and B's rows must be unchanged afterwards. A
+//! meta-test fails when an OpenAPI operation is neither in the table nor listed as not
+//! tenant-scoped, so every new route must join the harness.
+
+use std::collections::BTreeSet;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::harness::*;
+
+/// One route of the table.
+struct Route {
+    method: &'static str,
+    /// The OpenAPI path template.
+    template: &'static str,
+    /// A body the route would accept for its own tenant.
+    body: fn() -> Option<Value>,
+}
+
+fn no_body() -> Option<Value> {
+    None
+}
+
+/// Every tenant-scoped operation. Placeholders: `{account_id}` and the resource ids, filled
+/// from [`Tenant`].
+const ROUTES: &[Route] = &[
+    Route {
+        method: "GET",
+        template: "/api/v1/accounts/{account_id}/users",
+        body: no_body,
+    },
+    Route {
+        method: "GET",
+        template: "/api/v1/accounts/{account_id}/users/{user_id}",
+        body: no_body,
+    },
+    Route {
+        method: "PATCH",
+        template: "/api/v1/accounts/{account_id}/users/{user_id}",
+        body: || Some(json!({"role": "supervisor", "name": "Renamed"})),
+    },
+    Route {
+        method: "POST",
+        template: "/api/v1/accounts/{account_id}/users/{user_id}/password",
+        body: || Some(json!({"new_password": "quiet granite harbor"})),
+    },
+    Route {
+        method: "DELETE",
+        template: "/api/v1/accounts/{account_id}/users/{user_id}/sessions",
+        body: no_body,
+    },
+    Route {
+        method: "GET",
+        template: "/api/v1/accounts/{account_id}/api-keys",
+        body: no_body,
+    },
+    Route {
+        method: "POST",
+        template: "/api/v1/accounts/{account_id}/api-keys",
+        body: || Some(json!({"name": "x", "scopes": ["users:read"]})),
+    },
+    Route {
+        method: "GET",
+        template: "/api/v1/accounts/{account_id}/api-keys/{key_id}",
+        body: no_body,
+    },
+    Route {
+        method: "DELETE",
+        template: "/api/v1/accounts/{account_id}/api-keys/{key_id}",
+        body: no_body,
+    },
+    Route {
+        method: "GET",
+        template: "/api/v1/accounts/{account_id}/instance-tokens",
+        body: no_body,
+    },
+    Route {
+        method: "POST",
+        template: "/api/v1/accounts/{account_id}/instance-tokens",
+        body: || Some(json!({"scopes": ["users:read"]})),
+    },
+    Route {
+        method: "DELETE",
+        template: "/api/v1/accounts/{account_id}/instance-tokens/{token_id}",
+        body: no_body,
+    },
+    Route {
+        method: "DELETE",
+        template: "/api/v1/me/sessions/{session_id}",
+        body: no_body,
+    },
+];
+
+/// Operations that are not tenant-scoped, and why.
+const NOT_TENANT_SCOPED: &[(&str, &str, &str)] = &[
+    ("GET", "/health/live", "public health"),
+    ("GET", "/health/ready", "public health"),
+    ("POST", "/api/v1/auth/login", "anonymous sign-in"),
+    (
+        "POST",
+        "/api/v1/auth/refresh",
+        "anonymous: the refresh token names its own session",
+    ),
+    (
+        "POST",
+        "/api/v1/auth/logout",
+        "acts on the caller's own session",
+    ),
+    ("POST", "/api/v1/auth/sso", "anonymous sign-in"),
+    ("GET", "/api/v1/me", "the caller's own profile"),
+    ("GET", "/api/v1/me/sessions", "the caller's own sessions"),
+    ("DELETE", "/api/v1/me/sessions", "the caller's own sessions"),
+    ("POST", "/api/v1/me/password", "the caller's own password"),
+    (
+        "GET",
+        "/api/v1/instance-tokens/validate",
+        "the caller's own token",
+    ),
+    (
+        "GET",
+        "/admin/tenants",
+        "super_admin only (checked in admin tests)",
+    ),
+    (
+        "GET",
+        "/admin/tenants/{account_id}",
+        "super_admin only (checked in admin tests)",
+    ),
+    (
+        "POST",
+        "/admin/impersonate",
+        "super_admin only (checked in IAM tests)",
+    ),
+];
+
+/// One tenant and the resources the harness targets.
+struct Tenant {
+    account_id: Uuid,
+    admin_token: String,
+    user_id: Uuid,
+    key_id: Uuid,
+    api_key: String,
+    token_id: Uuid,
+    instance_token: String,
+    session_id: Uuid,
+}
+
+async fn json_of(response: reqwest::Response) -> Value {
+    response.json().await.unwrap_or(Value::Null)
+}
+
+async fn tenant(app: &TestApp, name: &str) -> Tenant {
+    let account_id = app.seed_account(name).await;
+    let admin_email = format!("admin@{name}.test");
+    app.seed_user(account_id, &admin_email, "admin").await;
+    let user_id = app
+        .seed_user(account_id, &format!("agent@{name}.test"), "agent")
+        .await;
+    let admin_token = token_of(&app.login(&admin_email, USER_PASSWORD).await);
+    let agent_login = app
+        .login(&format!("agent@{name}.test"), USER_PASSWORD)
+        .await;
+    let session_id = session_id_of(&token_of(&agent_login));
+    let all_scopes: Vec<&str> = vec![
+        "usage:read",
+        "users:read",
+        "teams:read",
+        "boards:read",
+        "boards:write",
+        "cards:read",
+        "cards:write",
+        "chat:read",
+        "chat:write",
+        "providers:read",
+        "providers:write",
+        "messages:send",
+        "inboxes:read",
+        "inboxes:write",
+        "audit:read",
+    ];
+    let key = json_of(
+        app.http
+            .post(app.url(&format!("/api/v1/accounts/{account_id}/api-keys")))
+            .bearer_auth(&admin_token)
+            .json(&json!({"name": "harness", "scopes": all_scopes}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let token = json_of(
+        app.http
+            .post(app.url(&format!("/api/v1/accounts/{account_id}/instance-tokens")))
+            .bearer_auth(&admin_token)
+            .json(&json!({"scopes": ["users:read", "teams:read", "boards:read", "cards:read", "cards:write", "inboxes:read", "providers:read", "messages:send"], "ttl_minutes": 60}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    Tenant {
+        account_id,
+        admin_token,
+        user_id,
+        key_id: key["id"].as_str().unwrap().parse().unwrap(),
+        api_key: key["key"].as_str().unwrap().to_owned(),
+        token_id: token["id"].as_str().unwrap().parse().unwrap(),
+        instance_token: token["token"].as_str().unwrap().to_owned(),
+        session_id,
+    }
+}
+
+fn session_id_of(token: &str) -> Uuid {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    claims["sid"].as_str().unwrap().parse().unwrap()
+}
+
+/// Fills a template: the account and every resource id from `ids`.
+fn fill(template: &str, account: Uuid, ids: &Tenant) -> String {
+    template
+        .replace("{account_id}", &account.to_string())
+        .replace("{user_id}", &ids.user_id.to_string())
+        .replace("{key_id}", &ids.key_id.to_string())
+        .replace("{token_id}", &ids.token_id.to_string())
+        .replace("{session_id}", &ids.session_id.to_string())
+}
+
+/// Ids that exist nowhere.
+fn phantom(account_id: Uuid) -> Tenant {
+    Tenant {
+        account_id,
+        admin_token: String::new(),
+        user_id: Uuid::now_v7(),
+        key_id: Uuid::now_v7(),
+        api_key: String::new(),
+        token_id: Uuid::now_v7(),
+        instance_token: String::new(),
+        session_id: Uuid::now_v7(),
+    }
+}
+
+enum Credential<'a> {
+    Bearer(&'a str),
+    ApiKey(&'a str),
+}
+
+async fn answer(
+    app: &TestApp,
+    credential: &Credential<'_>,
+    route: &Route,
+    path: &str,
+) -> (u16, Value) {
+    let method = Method::from_bytes(route.method.as_bytes()).unwrap();
+    let mut request = app.http.request(method, app.url(path));
+    request = match credential {
+        Credential::Bearer(token) => request.bearer_auth(token),
+        Credential::ApiKey(key) => request.header("x-api-key", *key),
+    };
+    if let Some(body) = (route.body)() {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, json_of(response).await)
+}
+
+async fn snapshot_of(app: &TestApp, b: &Tenant) -> Value {
+    let users = json_of(
+        app.http
+            .get(app.url(&format!("/api/v1/accounts/{}/users", b.account_id)))
+            .bearer_auth(&b.admin_token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let keys = json_of(
+        app.http
+            .get(app.url(&format!("/api/v1/accounts/{}/api-keys", b.account_id)))
+            .bearer_auth(&b.admin_token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let tokens = json_of(
+        app.http
+            .get(app.url(&format!(
+                "/api/v1/accounts/{}/instance-tokens",
+                b.account_id
+            )))
+            .bearer_auth(&b.admin_token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let strip = |mut v: Value| {
+        // last_used_at moves with B's own requests made here.
+        if let Some(items) = v["items"].as_array_mut() {
+            for item in items {
+                item.as_object_mut().map(|o| o.remove("last_used_at"));
+                item.as_object_mut().map(|o| o.remove("last_login_at"));
+            }
+        }
+        v
+    };
+    json!({ "users": strip(users), "keys": strip(keys), "tokens": strip(tokens) })
+}
+
+#[actix_rt::test]
+async fn account_a_gets_exactly_the_answer_for_a_missing_id_on_b_s_resources() {
+    let app = TestApp::start_with(|c| c.rate_limit_enabled = false).await;
+    let a = tenant(&app, "alpha").await;
+    let b = tenant(&app, "beta").await;
+    let before = snapshot_of(&app, &b).await;
+    let principals = [
+        ("admin session", Credential::Bearer(&a.admin_token)),
+        ("api key", Credential::ApiKey(&a.api_key)),
+        ("instance token", Credential::Bearer(&a.instance_token)),
+    ];
+    let mut cases = 0;
+    for route in ROUTES {
+        for (kind, credential) in &principals {
+            // B in the path, and B's ids under A's own path.
+            for account in [b.account_id, a.account_id] {
+                let path = fill(route.template, account, &b);
+                let control_account = if account == b.account_id {
+                    Uuid::now_v7()
+                } else {
+                    a.account_id
+                };
+                let control = fill(route.template, control_account, &phantom(control_account));
+                if path == control {
+                    continue; // a route without ids under A's own path is not a cross-tenant case
+                }
+                let (status, body) = answer(&app, credential, route, &path).await;
+                let (control_status, control_body) =
+                    answer(&app, credential, route, &control).await;
+                assert!(
+                    !(200..300).contains(&status),
+                    "{kind} {} {path}: {status} {body}",
+                    route.method
+                );
+                assert_eq!(
+                    (status, &body["code"]),
+                    (control_status, &control_body["code"]),
+                    "{kind} {} {path} must answer like a missing id",
+                    route.method
+                );
+                cases += 1;
+            }
+        }
+    }
+    assert_eq!(snapshot_of(&app, &b).await, before, "B is unchanged");
+    // B's credentials still work.
+    let me = app
+        .http
+        .get(app.url("/api/v1/me"))
+        .bearer_auth(&b.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    let listed = app
+        .http
+        .get(app.url(&format!("/api/v1/accounts/{}/users", b.account_id)))
+        .header("x-api-key", &b.api_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 200);
+    eprintln!("cross-tenant cases run: {cases}");
+    assert!(cases >= ROUTES.len() * 3);
+    app.stop().await;
+}
+
+#[actix_rt::test]
+async fn every_openapi_operation_is_in_the_isolation_table_or_declared_not_tenant_scoped() {
+    let app = TestApp::start().await;
+    let document: Value = app
+        .http
+        .get(app.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let covered: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|r| (r.method.to_owned(), r.template.to_owned()))
+        .chain(
+            NOT_TENANT_SCOPED
+                .iter()
+                .map(|(m, p, _)| ((*m).to_owned(), (*p).to_owned())),
+        )
+        .collect();
+    let mut missing = Vec::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            let key = (method.to_uppercase(), path.clone());
+            if !covered.contains(&key) {
+                missing.push(format!("{} {}", key.0, key.1));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "routes without a cross-tenant case: {missing:?}"
+    );
+    app.stop().await;
+}
