@@ -96,7 +96,7 @@ impl RevocationCache {
         self.write().local.insert((kind, id));
     }
 
-    /// Polls the database once; returns the session ids newly seen as revoked.
+    /// Polls the database once; returns the ids (sessions, keys, tokens) newly seen as revoked.
     pub async fn refresh(&self, db: &Database) -> Result<Vec<Uuid>, crate::db::DbError> {
         let since = Utc::now() - chrono::Duration::from_std(WINDOW).unwrap_or_default();
         let mut conn = db.conn().await?;
@@ -117,26 +117,26 @@ impl RevocationCache {
             })
             .collect();
         let mut known = self.write();
-        let new_sessions = revoked
+        let newly_revoked = revoked
             .iter()
-            .filter(|(kind, _)| *kind == Revocable::Session)
             .filter(|entry| !known.polled.contains(entry))
             .map(|(_, id)| *id)
             .collect();
         known.local.retain(|entry| !revoked.contains(entry));
         known.polled = revoked;
         known.refreshed_at = Some(Instant::now());
-        Ok(new_sessions)
+        Ok(newly_revoked)
     }
 
-    /// Polls forever; `on_revoked` receives session ids newly seen as revoked by a poll
-    /// (revocations recorded locally are announced there too, once the poll confirms them).
+    /// Polls forever; `on_revoked` receives the ids newly seen as revoked by a poll (so
+    /// websockets authenticated by them close on every node; revocations recorded locally are
+    /// announced there too, once the poll confirms them).
     pub async fn run(self, db: Database, on_revoked: impl Fn(Vec<Uuid>)) {
         let mut first = true;
         loop {
             match self.refresh(&db).await {
                 // The first poll learns history, not news.
-                Ok(sessions) if !first && !sessions.is_empty() => on_revoked(sessions),
+                Ok(ids) if !first && !ids.is_empty() => on_revoked(ids),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "revocation poll failed"),
             }

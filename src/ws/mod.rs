@@ -143,12 +143,13 @@ pub async fn upgrade(
     Ok(response)
 }
 
-/// Closes (4003) the websockets of revoked login sessions, on this node.
-pub fn close_revoked_sessions(state: &AppState, sessions: &[Uuid]) {
-    if !sessions.is_empty() {
+/// Closes (4003), on this node, the websockets authenticated by revoked credentials (login
+/// sessions, instance tokens, API keys).
+pub fn close_revoked_sessions(state: &AppState, credentials: &[Uuid]) {
+    if !credentials.is_empty() {
         state
             .registry
-            .broadcast_revoked(sessions.iter().copied().collect());
+            .broadcast_revoked(credentials.iter().copied().collect());
     }
 }
 
