@@ -192,10 +192,9 @@ pub async fn start_with_database(
 
     // Revocations reach this node within a poll; their websockets are closed as they arrive.
     let poll_state = state.clone();
-    let revocation_poll =
-        actix_web::rt::spawn(revocations.run(state.db.clone(), move |ids| {
-            crate::ws::close_revoked_sessions(&poll_state, &ids)
-        }));
+    let revocation_poll = actix_web::rt::spawn(revocations.run(state.db.clone(), move |ids| {
+        crate::ws::close_revoked_sessions(&poll_state, &ids)
+    }));
     let data = web::Data::new(state.clone());
     let app_data = data.clone();
     let server = HttpServer::new(move || {

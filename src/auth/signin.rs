@@ -313,3 +313,36 @@ pub fn after_revocation(state: &AppState, revoked: &[Uuid]) {
     }
     crate::ws::close_revoked_sessions(state, revoked);
 }
+
+/// Replaces a user's password and revokes their sessions (all, or all but `keep`), with the
+/// audit rows, in the caller's transaction.
+pub async fn replace_password(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+    user_id: Uuid,
+    hash: &str,
+    keep: Option<Uuid>,
+    reason: &str,
+    context: &AuditContext,
+) -> Result<Vec<Uuid>, ApiError> {
+    users::set_password_hash(conn, user_id, hash).await?;
+    let revoked = revoke_sessions(
+        conn,
+        account_id,
+        sessions::Revoke::AllOfUser {
+            user_id,
+            except: keep,
+        },
+        reason,
+        context,
+        "session.revoked",
+    )
+    .await?;
+    audit::record(
+        conn,
+        context,
+        AuditEvent::success(Some(account_id), "user.password_changed", "user", user_id),
+    )
+    .await?;
+    Ok(revoked)
+}

@@ -57,6 +57,20 @@ pub struct SignedInUser {
     pub account_name: String,
 }
 
+impl SignedInUser {
+    /// The user as sign-in answers show it.
+    pub fn new(user: users::User, account: crate::db::accounts::Account) -> Self {
+        Self {
+            id: user.id,
+            email: user.email,
+            name: user.name,
+            role: user.role,
+            account_id: account.id,
+            account_name: account.name,
+        }
+    }
+}
+
 /// Login, SSO and refresh answer.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SignInResponse {
@@ -274,18 +288,7 @@ pub async fn login(
         .auth_attempts
         .with_label_values(&["success"])
         .inc();
-    Ok(signed_in(
-        &state,
-        issued,
-        SignedInUser {
-            id: user.id,
-            email: user.email,
-            name: user.name,
-            role: user.role,
-            account_id: account.id,
-            account_name: account.name,
-        },
-    ))
+    Ok(signed_in(&state, issued, SignedInUser::new(user, account)))
 }
 
 /// Writes a platform audit row about an anonymous sign-in attempt (its own transaction; a
@@ -399,18 +402,7 @@ pub async fn refresh(
     })
     .await?
     .ok_or(ApiError::InvalidToken)?;
-    Ok(signed_in(
-        &state,
-        issued,
-        SignedInUser {
-            id: user.id,
-            email: user.email,
-            name: user.name,
-            role: user.role,
-            account_id: account.id,
-            account_name: account.name,
-        },
-    ))
+    Ok(signed_in(&state, issued, SignedInUser::new(user, account)))
 }
 
 /// Signs out: revokes the session of the access token (or of the refresh token in the body or

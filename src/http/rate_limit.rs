@@ -21,7 +21,7 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, ResponseError};
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
-use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use uuid::Uuid;
 
 use super::client_ip::client_ip;
@@ -31,7 +31,8 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 type Keyed<K> = DefaultKeyedRateLimiter<K, StateInformationMiddleware>;
-type Direct = DefaultDirectRateLimiter<StateInformationMiddleware>;
+/// A limiter with its rate per minute (for the headers).
+type Limiter<K> = (u32, Keyed<K>);
 
 /// Routes limited per client IP at the sign-in rate.
 const SIGN_IN_ROUTES: [&str; 3] = [
@@ -64,11 +65,11 @@ fn keyed<K: Hash + Eq + Clone>(per_minute: u32) -> Keyed<K> {
 /// Every limiter of the node.
 pub struct RateLimits {
     enabled: bool,
-    anonymous: (u32, Keyed<IpAddr>),
-    users: (u32, Keyed<Uuid>),
-    sign_in_ip: (u32, Keyed<IpAddr>),
-    sign_in_email: (u32, Keyed<String>),
-    api_keys: Mutex<HashMap<Uuid, (u32, Arc<Direct>)>>,
+    anonymous: Limiter<IpAddr>,
+    users: Limiter<Uuid>,
+    sign_in_ip: Limiter<IpAddr>,
+    sign_in_email: Limiter<String>,
+    api_keys: Mutex<HashMap<u32, Arc<Limiter<Uuid>>>>,
 }
 
 impl RateLimits {
@@ -96,13 +97,13 @@ impl RateLimits {
         }
     }
 
-    fn check<K: Hash + Eq + Clone>((limit, limiter): &(u32, Keyed<K>), key: &K) -> Budget {
-        let full_refill = 60u64;
+    fn check<K: Hash + Eq + Clone>((limit, limiter): &Limiter<K>, key: &K) -> Budget {
         match limiter.check_key(key) {
             Ok(snapshot) => Budget {
                 limit: *limit,
                 remaining: snapshot.remaining_burst_capacity(),
-                reset_secs: full_refill,
+                // GCRA refills continuously; an emptied bucket is full again within a minute.
+                reset_secs: 60,
                 refused: false,
             },
             Err(not_until) => Budget {
@@ -117,40 +118,16 @@ impl RateLimits {
         }
     }
 
+    /// Keys are limited at their own rate: one keyed limiter per distinct rate, keyed by key.
     fn check_api_key(&self, key_id: Uuid, per_minute: u32) -> Budget {
         let limiter = {
-            let mut keys = self.api_keys.lock().unwrap_or_else(|p| p.into_inner());
-            let entry = keys.entry(key_id).or_insert_with(|| {
-                (
-                    per_minute,
-                    Arc::new(RateLimiter::direct(quota(per_minute)).with_middleware()),
-                )
-            });
-            if entry.0 != per_minute {
-                *entry = (
-                    per_minute,
-                    Arc::new(RateLimiter::direct(quota(per_minute)).with_middleware()),
-                );
-            }
-            entry.1.clone()
+            let mut by_rate = self.api_keys.lock().unwrap_or_else(|p| p.into_inner());
+            by_rate
+                .entry(per_minute)
+                .or_insert_with(|| Arc::new((per_minute, keyed(per_minute))))
+                .clone()
         };
-        match limiter.check() {
-            Ok(snapshot) => Budget {
-                limit: per_minute,
-                remaining: snapshot.remaining_burst_capacity(),
-                reset_secs: 60,
-                refused: false,
-            },
-            Err(not_until) => Budget {
-                limit: per_minute,
-                remaining: 0,
-                reset_secs: not_until
-                    .wait_time_from(DefaultClock::default().now())
-                    .as_secs()
-                    .max(1),
-                refused: true,
-            },
-        }
+        Self::check(&limiter, &key_id)
     }
 
     /// The per-email sign-in limit (checked by the handler once the body is read).

@@ -10,7 +10,6 @@ use crate::auth::password::{self, Verification};
 use crate::auth::policy::{authorize, Action};
 use crate::auth::signin;
 use crate::auth::Principal;
-use crate::db::audit::{self, AuditEvent};
 use crate::db::{self, sessions, users};
 use crate::error::ApiError;
 use crate::http::context::RequestContext;
@@ -199,26 +198,16 @@ pub async fn change_password(
     let audit_context = context.audit(&principal);
     let revoked = db::tenant_tx(&state.db, account_id, |conn| {
         Box::pin(async move {
-            users::set_password_hash(conn, user_id, &hash).await?;
-            let revoked = signin::revoke_sessions(
+            signin::replace_password(
                 conn,
                 account_id,
-                sessions::Revoke::AllOfUser {
-                    user_id,
-                    except: current,
-                },
+                user_id,
+                &hash,
+                current,
                 "password_changed",
                 &audit_context,
-                "session.revoked",
             )
-            .await?;
-            audit::record(
-                conn,
-                &audit_context,
-                AuditEvent::success(Some(account_id), "user.password_changed", "user", user_id),
-            )
-            .await?;
-            Ok::<_, ApiError>(revoked)
+            .await
         })
     })
     .await?;

@@ -293,26 +293,16 @@ pub async fn set_password(
     let hash = password::hash_blocking(body.0.new_password).await?;
     let revoked = db::tenant_tx(&state.db, account_id, |conn| {
         Box::pin(async move {
-            users::set_password_hash(conn, user_id, &hash).await?;
-            let revoked = signin::revoke_sessions(
+            signin::replace_password(
                 conn,
                 account_id,
-                sessions::Revoke::AllOfUser {
-                    user_id,
-                    except: None,
-                },
+                user_id,
+                &hash,
+                None,
                 "password_set",
                 &audit_context,
-                "session.revoked",
             )
-            .await?;
-            audit::record(
-                conn,
-                &audit_context,
-                AuditEvent::success(Some(account_id), "user.password_changed", "user", user_id),
-            )
-            .await?;
-            Ok::<_, ApiError>(revoked)
+            .await
         })
     })
     .await?;
