@@ -5,6 +5,10 @@
 //! hour, for any emails, lock the IP until the oldest of them is an hour old. While locked the
 //! password is not checked at all. State is per node (in memory): a node restart forgets it,
 //! and the per-IP and per-email rate limits still apply.
+//!
+//! An attempt is reserved before its password is checked ([`LoginThrottle::begin`]) and counts
+//! as a failure until it resolves, so concurrent guesses cannot slip past the lock: at most five
+//! unresolved or failed attempts per pair are ever checked.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -20,6 +24,7 @@ const HOUR: Duration = Duration::from_secs(3600);
 #[derive(Default)]
 struct PairState {
     consecutive_failures: u32,
+    in_flight: u32,
     locked_until: Option<Instant>,
     last_failure: Option<Instant>,
 }
@@ -41,19 +46,13 @@ impl LoginThrottle {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// `Err(retry_after)` while the pair or the IP is locked.
-    pub fn check(&self, email: &str, ip: Option<IpAddr>) -> Result<(), Duration> {
+    /// Reserves an attempt for (email, IP), or `Err(retry_after)` while the pair or the IP is
+    /// locked, or while five attempts are already failed or unresolved. Resolve the attempt
+    /// with [`Attempt::failed`] or [`Attempt::succeeded`]; dropping it unresolved releases it.
+    pub fn begin(&self, email: &str, ip: Option<IpAddr>) -> Result<Attempt<'_>, Duration> {
         let now = Instant::now();
+        let key = (email.to_lowercase(), ip);
         let mut state = self.state();
-        if let Some(until) = state
-            .pairs
-            .get(&(email.to_lowercase(), ip))
-            .and_then(|p| p.locked_until)
-        {
-            if until > now {
-                return Err(until - now);
-            }
-        }
         if let Some(ip) = ip {
             if let Some(failures) = state.ips.get_mut(&ip) {
                 while failures
@@ -68,11 +67,28 @@ impl LoginThrottle {
                 }
             }
         }
-        Ok(())
+        let pair = state.pairs.entry(key.clone()).or_default();
+        if let Some(until) = pair.locked_until.filter(|until| *until > now) {
+            return Err(until - now);
+        }
+        if pair.consecutive_failures + pair.in_flight >= FAILURES_BEFORE_LOCK {
+            return Err(FIRST_LOCK);
+        }
+        pair.in_flight += 1;
+        Ok(Attempt {
+            throttle: self,
+            key,
+            resolved: false,
+        })
     }
 
-    /// Records a failed attempt; returns the lock it caused, if any.
-    pub fn failure(&self, email: &str, ip: Option<IpAddr>) -> Option<Duration> {
+    fn release(&self, key: &(String, Option<IpAddr>)) {
+        if let Some(pair) = self.state().pairs.get_mut(key) {
+            pair.in_flight = pair.in_flight.saturating_sub(1);
+        }
+    }
+
+    fn failure(&self, email: &str, ip: Option<IpAddr>) -> Option<Duration> {
         let now = Instant::now();
         let mut state = self.state();
         if let Some(ip) = ip {
@@ -104,9 +120,38 @@ impl LoginThrottle {
         lock
     }
 
-    /// A successful sign-in resets the pair.
-    pub fn success(&self, email: &str, ip: Option<IpAddr>) {
+    fn success(&self, email: &str, ip: Option<IpAddr>) {
         self.state().pairs.remove(&(email.to_lowercase(), ip));
+    }
+}
+
+/// A reserved sign-in attempt.
+pub struct Attempt<'a> {
+    throttle: &'a LoginThrottle,
+    key: (String, Option<IpAddr>),
+    resolved: bool,
+}
+
+impl Attempt<'_> {
+    /// The password was wrong; returns the lock this caused, if any.
+    pub fn failed(mut self) -> Option<Duration> {
+        self.resolved = true;
+        self.throttle.release(&self.key);
+        self.throttle.failure(&self.key.0, self.key.1)
+    }
+
+    /// The password was right: the pair's failures are forgotten.
+    pub fn succeeded(mut self) {
+        self.resolved = true;
+        self.throttle.success(&self.key.0, self.key.1);
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.resolved {
+            self.throttle.release(&self.key);
+        }
     }
 }
 
@@ -119,24 +164,21 @@ mod tests {
         let throttle = LoginThrottle::default();
         let ip = Some("203.0.113.1".parse().unwrap());
         for _ in 0..4 {
-            assert_eq!(throttle.failure("a@x.test", ip), None);
+            assert_eq!(throttle.begin("a@x.test", ip).unwrap().failed(), None);
         }
-        assert!(throttle.check("a@x.test", ip).is_ok());
-        assert_eq!(
-            throttle.failure("A@x.test", ip),
-            Some(Duration::from_secs(60))
-        );
-        assert!(throttle.check("a@x.test", ip).is_err());
+        let fifth = throttle.begin("A@x.test", ip).unwrap();
+        assert_eq!(fifth.failed(), Some(Duration::from_secs(60)));
+        assert!(throttle.begin("a@x.test", ip).is_err());
         // Another IP is not locked.
-        assert!(throttle
-            .check("a@x.test", Some("203.0.113.2".parse().unwrap()))
-            .is_ok());
+        let other_ip = Some("203.0.113.2".parse().unwrap());
+        throttle.begin("a@x.test", other_ip).unwrap().succeeded();
+        // A further failure doubles the lock.
         assert_eq!(
             throttle.failure("a@x.test", ip),
             Some(Duration::from_secs(120))
         );
         throttle.success("a@x.test", ip);
-        assert!(throttle.check("a@x.test", ip).is_ok());
+        assert!(throttle.begin("a@x.test", ip).is_ok());
     }
 
     #[test]
@@ -144,8 +186,29 @@ mod tests {
         let throttle = LoginThrottle::default();
         let ip = Some("203.0.113.9".parse().unwrap());
         for n in 0..50 {
-            throttle.failure(&format!("u{n}@x.test"), ip);
+            throttle
+                .begin(&format!("u{n}@x.test"), ip)
+                .unwrap()
+                .failed();
         }
-        assert!(throttle.check("fresh@x.test", ip).is_err());
+        assert!(throttle.begin("fresh@x.test", ip).is_err());
+    }
+
+    #[test]
+    fn concurrent_attempts_count_before_they_resolve() {
+        let throttle = LoginThrottle::default();
+        let ip = Some("203.0.113.5".parse().unwrap());
+        let pending: Vec<_> = (0..5)
+            .map(|_| throttle.begin("c@x.test", ip).unwrap())
+            .collect();
+        assert!(
+            throttle.begin("c@x.test", ip).is_err(),
+            "a sixth concurrent guess is refused"
+        );
+        drop(pending);
+        assert!(
+            throttle.begin("c@x.test", ip).is_ok(),
+            "unresolved attempts are released"
+        );
     }
 }

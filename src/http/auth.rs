@@ -149,24 +149,27 @@ pub async fn login(
     } = body.0;
     let email = email.trim().to_owned();
     state.rate_limits.check_login_email(&email)?;
-    if let Err(retry_after) = state.login_throttle.check(&email, context.ip) {
-        state
-            .metrics
-            .auth_attempts
-            .with_label_values(&["locked"])
-            .inc();
-        audit_platform(
-            &state,
-            &context,
-            "auth.login.locked",
-            &email,
-            "RATE_LIMITED",
-        )
-        .await;
-        return Err(ApiError::RateLimited {
-            retry_after_secs: retry_after.as_secs().max(1),
-        });
-    }
+    let attempt = match state.login_throttle.begin(&email, context.ip) {
+        Ok(attempt) => attempt,
+        Err(retry_after) => {
+            state
+                .metrics
+                .auth_attempts
+                .with_label_values(&["locked"])
+                .inc();
+            audit_platform(
+                &state,
+                &context,
+                "auth.login.locked",
+                &email,
+                "RATE_LIMITED",
+            )
+            .await;
+            return Err(ApiError::RateLimited {
+                retry_after_secs: retry_after.as_secs().max(1),
+            });
+        }
+    };
     let candidates: Vec<Candidate> = {
         let mut conn = state.db.conn().await?;
         diesel::sql_query("SELECT * FROM auth_login_candidates($1)")
@@ -192,7 +195,7 @@ pub async fn login(
     }
     let (candidate, rehash) = match matched.len() {
         0 => {
-            let lock = state.login_throttle.failure(&email, context.ip);
+            let lock = attempt.failed();
             state
                 .metrics
                 .auth_attempts
@@ -222,6 +225,7 @@ pub async fn login(
         }
         1 => matched.remove(0),
         _ => {
+            attempt.succeeded();
             let accounts: Vec<_> = matched
                 .iter()
                 .map(|(c, _)| json!({ "id": c.account_id, "name": c.account_name }))
@@ -240,7 +244,7 @@ pub async fn login(
             .inc();
         return Err(ApiError::forbidden("this user or account is not active"));
     }
-    state.login_throttle.success(&email, context.ip);
+    attempt.succeeded();
     let new_hash = match rehash {
         true => Some(password::hash_blocking(password).await?),
         false => None,

@@ -175,11 +175,12 @@ pub async fn change_password(
     })
     .await?
     .ok_or(ApiError::InvalidToken)?;
-    if let Err(retry_after) = state.login_throttle.check(&user.email, context.ip) {
-        return Err(ApiError::RateLimited {
+    let attempt = state
+        .login_throttle
+        .begin(&user.email, context.ip)
+        .map_err(|retry_after| ApiError::RateLimited {
             retry_after_secs: retry_after.as_secs().max(1),
-        });
-    }
+        })?;
     let ChangePassword {
         current_password,
         new_password,
@@ -187,10 +188,10 @@ pub async fn change_password(
     if password::verify_blocking(current_password, user.password_hash.clone()).await
         == Verification::Mismatch
     {
-        state.login_throttle.failure(&user.email, context.ip);
+        attempt.failed();
         return Err(ApiError::forbidden("the current password is wrong"));
     }
-    state.login_throttle.success(&user.email, context.ip);
+    attempt.succeeded();
     password::check_policy(&new_password, &user.email)
         .map_err(|rule| ApiError::field("new_password", rule.to_string()))?;
     let hash = password::hash_blocking(new_password).await?;
