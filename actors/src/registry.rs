@@ -189,10 +189,10 @@ impl TenantRegistry {
         }
     }
 
-    /// Stops the tenant's supervisor, closing its sessions with `frame` (they reconnect), and
-    /// starts a fresh one. Answers whether one was running.
-    pub async fn restart(&self, account_id: Uuid, frame: CloseFrame) -> Result<bool, TenantSend> {
-        let was_running = match self.get(account_id) {
+    /// Stops the tenant's supervisor (its sessions close with `frame`, its timers stop).
+    /// Answers whether one was running.
+    pub async fn stop(&self, account_id: Uuid, frame: CloseFrame) -> bool {
+        match self.get(account_id) {
             Some(addr) => {
                 let _ = addr
                     .send(Shutdown { frame })
@@ -202,7 +202,13 @@ impl TenantRegistry {
                 true
             }
             None => false,
-        };
+        }
+    }
+
+    /// Stops the tenant's supervisor, closing its sessions with `frame` (they reconnect), and
+    /// starts a fresh one. Answers whether one was running.
+    pub async fn restart(&self, account_id: Uuid, frame: CloseFrame) -> Result<bool, TenantSend> {
+        let was_running = self.stop(account_id, frame).await;
         self.get_or_start(account_id)?;
         Ok(was_running)
     }

@@ -376,6 +376,12 @@ impl ApiKeyCache {
         map.retain(|_, k| k.id != key_id);
     }
 
+    /// Drops the cached verifications of an account's keys (suspension, deletion).
+    pub fn evict_account(&self, account_id: Uuid) {
+        let mut map = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, k| k.account_id != account_id);
+    }
+
     /// Whether `last_used_at` is due a write (at most once a minute per key).
     fn last_used_due(&self, key_id: Uuid) -> bool {
         let mut map = self

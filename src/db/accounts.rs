@@ -98,3 +98,83 @@ pub async fn platform(conn: &mut AsyncPgConnection) -> QueryResult<Option<Accoun
         .await
         .optional()
 }
+
+/// Filters of the accounts list.
+#[derive(Debug, Default, Clone)]
+pub struct AccountFilter {
+    /// Only this status (`deleted` accounts are listed only when asked for).
+    pub status: Option<String>,
+    /// Name contains (case-insensitive).
+    pub q: Option<String>,
+    /// This Chatwoot account.
+    pub chatwoot_account_id: Option<i64>,
+}
+
+/// A page of accounts in id order after `after` (platform scope).
+pub async fn page(
+    conn: &mut AsyncPgConnection,
+    filter: &AccountFilter,
+    after: Option<Uuid>,
+    limit: i64,
+) -> QueryResult<Vec<Account>> {
+    let mut query = accounts::table.into_boxed();
+    query = match &filter.status {
+        Some(status) => query.filter(accounts::status.eq(status.clone())),
+        None => query.filter(accounts::status.ne("deleted")),
+    };
+    if let Some(q) = &filter.q {
+        let pattern = format!(
+            "%{}%",
+            q.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        query = query.filter(accounts::name.ilike(pattern));
+    }
+    if let Some(id) = filter.chatwoot_account_id {
+        query = query.filter(accounts::chatwoot_account_id.eq(id));
+    }
+    if let Some(after) = after {
+        query = query.filter(accounts::id.gt(after));
+    }
+    query
+        .order(accounts::id.asc())
+        .limit(limit)
+        .select(Account::as_select())
+        .load(conn)
+        .await
+}
+
+/// Changes to an account (fields given are set).
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = accounts)]
+pub struct AccountChanges {
+    /// Name.
+    pub name: Option<String>,
+    /// Locale.
+    pub locale: Option<String>,
+    /// Settings.
+    pub settings: Option<serde_json::Value>,
+    /// Status.
+    pub status: Option<String>,
+    /// Suspension reason (`Some(None)` clears it).
+    pub suspended_reason: Option<Option<String>>,
+    /// Chatwoot account id (`Some(None)` clears it).
+    pub chatwoot_account_id: Option<Option<i64>>,
+    /// Last change.
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// Applies changes to an account and returns it.
+pub async fn update(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    mut changes: AccountChanges,
+) -> QueryResult<Account> {
+    changes.updated_at = Some(Utc::now());
+    diesel::update(accounts::table.find(id))
+        .set(changes)
+        .returning(Account::as_returning())
+        .get_result(conn)
+        .await
+}

@@ -8,10 +8,12 @@ pub mod accounts;
 pub mod api_keys;
 pub mod audit;
 pub mod embedded;
+pub mod entitlements;
 pub mod instance_tokens;
 pub mod refresh_tokens;
 pub mod schema;
 pub mod sessions;
+pub mod teams;
 pub mod users;
 
 use std::time::Duration;

@@ -1,6 +1,17 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    account_entitlements (account_id) {
+        account_id -> Uuid,
+        plan -> Text,
+        overrides -> Jsonb,
+        access_mode -> Text,
+        updated_by -> Nullable<Uuid>,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     accounts (id) {
         id -> Uuid,
         chatwoot_account_id -> Nullable<Int8>,
@@ -70,6 +81,24 @@ diesel::table! {
 }
 
 diesel::table! {
+    plans (id) {
+        id -> Uuid,
+        code -> Text,
+        name -> Text,
+        description -> Text,
+        price -> Numeric,
+        currency -> Text,
+        limits -> Jsonb,
+        features -> Jsonb,
+        is_active -> Bool,
+        is_public -> Bool,
+        sort_order -> Int4,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     refresh_tokens (id) {
         id -> Uuid,
         account_id -> Uuid,
@@ -100,6 +129,51 @@ diesel::table! {
 }
 
 diesel::table! {
+    team_members (team_id, user_id) {
+        account_id -> Uuid,
+        team_id -> Uuid,
+        user_id -> Uuid,
+        added_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    teams (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        name -> Text,
+        description -> Nullable<Text>,
+        chatwoot_team_id -> Nullable<Int8>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    usage_active_users (account_id, date, user_id) {
+        account_id -> Uuid,
+        date -> Date,
+        user_id -> Uuid,
+    }
+}
+
+diesel::table! {
+    usage_daily (account_id, date) {
+        account_id -> Uuid,
+        date -> Date,
+        active_users -> Int4,
+        messages_sent -> Int8,
+        messages_received -> Int8,
+        conversations_opened -> Int8,
+        conversations_resolved -> Int8,
+        api_requests -> Int8,
+        ws_connections_peak -> Int4,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     users (id) {
         id -> Uuid,
         account_id -> Uuid,
@@ -122,16 +196,25 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(account_entitlements -> accounts (account_id));
 diesel::joinable!(api_keys -> accounts (account_id));
 diesel::joinable!(api_keys -> users (created_by));
+diesel::joinable!(teams -> accounts (account_id));
+diesel::joinable!(usage_daily -> accounts (account_id));
 diesel::joinable!(users -> accounts (account_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    account_entitlements,
     accounts,
     api_keys,
     audit_log,
     instance_tokens,
+    plans,
     refresh_tokens,
     sessions,
+    team_members,
+    teams,
+    usage_active_users,
+    usage_daily,
     users,
 );

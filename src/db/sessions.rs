@@ -134,6 +134,8 @@ pub enum Revoke {
         /// The session.
         session_id: Uuid,
     },
+    /// Every session of the account (suspension, deletion).
+    AllOfAccount,
     /// Every session of a user except one (`None`: all).
     AllOfUser {
         /// The user.
@@ -164,6 +166,7 @@ pub async fn revoke(
                 .filter(sessions::user_id.eq(user_id))
                 .filter(sessions::id.eq(session_id));
         }
+        Revoke::AllOfAccount => {}
         Revoke::AllOfUser { user_id, except } => {
             query = query.filter(sessions::user_id.eq(user_id));
             if let Some(keep) = except {

@@ -229,3 +229,21 @@ pub async fn lock_active_admins(
         .load(conn)
         .await
 }
+
+/// Sets a user's status (`deactivated_at` follows it).
+pub async fn set_status(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    active: bool,
+) -> QueryResult<User> {
+    let now = Utc::now();
+    diesel::update(users::table.find(user_id))
+        .set((
+            users::status.eq(if active { "active" } else { "inactive" }),
+            users::deactivated_at.eq(if active { None } else { Some(now) }),
+            users::updated_at.eq(now),
+        ))
+        .returning(User::as_returning())
+        .get_result(conn)
+        .await
+}

@@ -5,6 +5,7 @@
 //! every error (including actix's own routing and extractor errors, and panics) into the error
 //! shape of conventions.md.
 
+pub mod accounts;
 pub mod admin;
 pub mod api_keys;
 pub mod auth;
@@ -13,6 +14,7 @@ pub mod console;
 pub mod context;
 pub mod cors;
 pub mod edge;
+pub mod entitlements;
 pub mod extract;
 pub mod health;
 pub mod instance_tokens;
@@ -22,6 +24,7 @@ pub mod openapi;
 pub mod pagination;
 pub mod rate_limit;
 pub mod sessions;
+pub mod teams;
 pub mod users;
 
 use actix_web::web;
@@ -56,9 +59,40 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     "/instance-tokens/validate",
                     web::get().to(instance_tokens::validate),
                 )
+                .route("/accounts", web::get().to(accounts::list))
+                .route("/accounts", web::post().to(accounts::create))
                 .service(
                     web::scope("/accounts/{account_id}")
+                        .route("", web::get().to(accounts::get))
+                        .route("", web::patch().to(accounts::patch))
+                        .route("", web::delete().to(accounts::delete))
+                        .route("/features", web::get().to(entitlements::features))
+                        .route("/entitlements", web::get().to(entitlements::get))
+                        .route("/entitlements", web::patch().to(entitlements::patch))
                         .route("/users", web::get().to(users::list))
+                        .route("/users", web::post().to(users::create))
+                        .route(
+                            "/users/{user_id}/deactivate",
+                            web::post().to(users::deactivate),
+                        )
+                        .route(
+                            "/users/{user_id}/reactivate",
+                            web::post().to(users::reactivate),
+                        )
+                        .route("/teams", web::get().to(teams::list))
+                        .route("/teams", web::post().to(teams::create))
+                        .route("/teams/{team_id}", web::get().to(teams::get))
+                        .route("/teams/{team_id}", web::patch().to(teams::patch))
+                        .route("/teams/{team_id}", web::delete().to(teams::delete))
+                        .route("/teams/{team_id}/members", web::get().to(teams::members))
+                        .route(
+                            "/teams/{team_id}/members",
+                            web::post().to(teams::add_member),
+                        )
+                        .route(
+                            "/teams/{team_id}/members/{user_id}",
+                            web::delete().to(teams::remove_member),
+                        )
                         .route("/users/{user_id}", web::get().to(users::get))
                         .route("/users/{user_id}", web::patch().to(users::patch))
                         .route(

@@ -7,7 +7,10 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, api_keys, auth, health, instance_tokens, me, sessions, users};
+use super::{
+    accounts, admin, api_keys, auth, entitlements, health, instance_tokens, me, sessions, teams,
+    users,
+};
 
 /// The document's root.
 #[derive(OpenApi)]
@@ -17,7 +20,12 @@ use super::{admin, api_keys, auth, health, instance_tokens, me, sessions, users}
         health::live, health::ready,
         auth::login, auth::refresh, auth::logout,
         me::get, sessions::list, sessions::revoke_one, sessions::revoke_others, sessions::change_password,
-        users::list, users::get, users::patch, users::set_password, users::revoke_sessions,
+        accounts::list, accounts::create, accounts::get, accounts::patch, accounts::delete,
+        entitlements::features, entitlements::get, entitlements::patch,
+        users::list, users::create, users::get, users::patch, users::set_password, users::revoke_sessions,
+        users::deactivate, users::reactivate,
+        teams::list, teams::create, teams::get, teams::patch, teams::delete,
+        teams::members, teams::add_member, teams::remove_member,
         api_keys::list, api_keys::create, api_keys::get, api_keys::revoke,
         instance_tokens::issue, instance_tokens::list, instance_tokens::revoke, instance_tokens::validate,
         admin::list_tenants, admin::get_tenant, admin::impersonate,
@@ -29,7 +37,10 @@ use super::{admin, api_keys, auth, health, instance_tokens, me, sessions, users}
         (name = "auth", description = "sign-in"),
         (name = "me", description = "the caller"),
         (name = "admin", description = "super_admin operations"),
+        (name = "accounts", description = "tenants"),
+        (name = "entitlements", description = "plans, limits and feature flags"),
         (name = "users", description = "users of an account"),
+        (name = "teams", description = "teams and members"),
         (name = "api-keys", description = "API keys"),
         (name = "instance-tokens", description = "short-lived instance tokens"),
     )

@@ -91,7 +91,11 @@ pub async fn sso(
         ..Attempt::default()
     };
     let outcome = sign_in(&state, &context, &sso_token, &mut attempt).await;
-    let result = if outcome.is_ok() { "success" } else { "failure" };
+    let result = if outcome.is_ok() {
+        "success"
+    } else {
+        "failure"
+    };
     state
         .metrics
         .auth_attempts
@@ -121,7 +125,9 @@ struct Attempt {
 pub fn profile_error(error: ChatwootError) -> ApiError {
     match error {
         ChatwootError::Unauthorized => ApiError::InvalidToken,
-        ChatwootError::Timeout => ApiError::UpstreamTimeout("Chatwoot did not answer in time".into()),
+        ChatwootError::Timeout => {
+            ApiError::UpstreamTimeout("Chatwoot did not answer in time".into())
+        }
         ChatwootError::Upstream(_) => {
             ApiError::Upstream("Chatwoot could not be reached or answered with an error".into())
         }
@@ -150,11 +156,9 @@ pub fn role_from_chatwoot(chatwoot_role: &str) -> Role {
 /// iam.md §4.3 step 2: the account matching `wanted`, or the only one.
 fn choose_account(profile: &Profile, wanted: Option<i64>) -> Result<&ProfileAccount, ApiError> {
     match wanted {
-        Some(id) => profile
-            .accounts
-            .iter()
-            .find(|a| a.id == id)
-            .ok_or_else(|| ApiError::forbidden("this Chatwoot user is not a member of that account")),
+        Some(id) => profile.accounts.iter().find(|a| a.id == id).ok_or_else(|| {
+            ApiError::forbidden("this Chatwoot user is not a member of that account")
+        }),
         None => match profile.accounts.as_slice() {
             [only] => Ok(only),
             [] => Err(ApiError::forbidden(
@@ -166,8 +170,9 @@ fn choose_account(profile: &Profile, wanted: Option<i64>) -> Result<&ProfileAcco
                     .map(|a| json!({ "id": a.id, "name": a.name }))
                     .collect();
                 Err(ApiError::Conflict {
-                    message: "this Chatwoot user belongs to several accounts; choose one with account_id"
-                        .into(),
+                    message:
+                        "this Chatwoot user belongs to several accounts; choose one with account_id"
+                            .into(),
                     details: Some(json!({ "accounts": accounts })),
                 })
             }
@@ -346,16 +351,15 @@ async fn resolve_account(
             "this Chatwoot account is not connected to the hub",
         ));
     }
-    // Plans (the `free` plan of a new account) and the account's `chatwoot_integrations` row
-    // (`unconfigured`, base_url pre-filled from CHATWOOT_URL) arrive with the tenancy and
-    // Chatwoot issues; they are created here once their tables exist.
+    // Not written here: the new account's plan (`free`), which comes with the tenancy issue
+    // (its migration gives every inserted account a `free` entitlements row), and its
+    // `chatwoot_integrations` row (`unconfigured`, base_url pre-filled from CHATWOOT_URL), which
+    // comes with the Chatwoot settings and belongs in this transaction.
     let name = identity.account_name.clone();
     let audit_context = context.anonymous();
     let created = db::platform_tx(&state.db, db::PlatformScope::system(), |conn| {
         Box::pin(async move {
-            let Some(account) =
-                insert_sso_account(conn, &name, chatwoot_account_id).await?
-            else {
+            let Some(account) = insert_sso_account(conn, &name, chatwoot_account_id).await? else {
                 return Ok::<_, ApiError>(None);
             };
             audit::record(
@@ -440,7 +444,8 @@ async fn upsert_and_open(
             // Quota: a new SSO user must fit the account's `max_agents` (tenancy.md §4: lock
             // the entitlements row, count, 403 QUOTA_EXCEEDED when count ≥ limit). Plans and
             // entitlements arrive with the tenancy issue; the check goes exactly here, before
-            // the insert, in this transaction.
+            // the insert, in this transaction (with that issue's helper, e.g.
+            // `entitlements::check_quota(conn, account_id, Limit::MaxAgents).await?`).
             match insert_sso_user(conn, account_id, identity).await? {
                 Some(user) => {
                     audit::record(
@@ -462,7 +467,9 @@ async fn upsert_and_open(
                     let user = lock_by_chatwoot_id(conn, account_id, identity.chatwoot_user_id)
                         .await?
                         .ok_or_else(|| {
-                            ApiError::conflict("another user of this account already has this email")
+                            ApiError::conflict(
+                                "another user of this account already has this email",
+                            )
                         })?;
                     let (user, revoked) =
                         refresh_user(conn, account_id, user, identity, context).await?;
@@ -479,13 +486,18 @@ async fn upsert_and_open(
     audit::record(
         conn,
         &audit_context,
-        AuditEvent::success(Some(account_id), "auth.sso.succeeded", "session", session_id)
-            .with_after(json!({
-                "chatwoot_account_id": identity.chatwoot_account_id,
-                "chatwoot_user_id": identity.chatwoot_user_id,
-                "user_created": created,
-                "user_linked": linked,
-            })),
+        AuditEvent::success(
+            Some(account_id),
+            "auth.sso.succeeded",
+            "session",
+            session_id,
+        )
+        .with_after(json!({
+            "chatwoot_account_id": identity.chatwoot_account_id,
+            "chatwoot_user_id": identity.chatwoot_user_id,
+            "user_created": created,
+            "user_linked": linked,
+        })),
     )
     .await?;
     Ok(Signed {
@@ -826,7 +838,10 @@ mod tests {
     fn profile_errors_map_to_http() {
         let status = |e| profile_error(e).status_code().as_u16();
         assert_eq!(status(ChatwootError::Unauthorized), 401);
-        assert_eq!(profile_error(ChatwootError::Unauthorized).code(), "INVALID_TOKEN");
+        assert_eq!(
+            profile_error(ChatwootError::Unauthorized).code(),
+            "INVALID_TOKEN"
+        );
         assert_eq!(status(ChatwootError::Timeout), 504);
         assert_eq!(status(ChatwootError::Upstream("x".into())), 502);
     }
@@ -847,7 +862,11 @@ mod tests {
 
     #[test]
     fn identity_cuts_to_column_limits() {
-        let mut p = profile(&[(3, "", "a-custom-role-name-that-is-way-too-long-for-the-column")]);
+        let mut p = profile(&[(
+            3,
+            "",
+            "a-custom-role-name-that-is-way-too-long-for-the-column",
+        )]);
         p.name = "N".repeat(150);
         let identity = Identity::new(&p, &p.accounts[0]).expect("identity");
         assert_eq!(identity.name.chars().count(), 100);
@@ -855,7 +874,10 @@ mod tests {
         assert_eq!(identity.chatwoot_role.map(|r| r.chars().count()), Some(50));
         assert_eq!(identity.role, Role::Agent);
         p.name = "  ".into();
-        assert_eq!(Identity::new(&p, &p.accounts[0]).expect("identity").name, "ana");
+        assert_eq!(
+            Identity::new(&p, &p.accounts[0]).expect("identity").name,
+            "ana"
+        );
         p.email = "nobody".into();
         assert!(matches!(
             Identity::new(&p, &p.accounts[0]),

@@ -350,3 +350,230 @@ pub async fn revoke_sessions(
     signin::after_revocation(&state, &revoked);
     Ok(HttpResponse::NoContent().finish())
 }
+
+/// `POST /api/v1/accounts/{account_id}/users` body.
+#[derive(Debug, Deserialize, garde::Validate, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    /// Email (unique in the account, case-insensitive).
+    #[garde(length(min = 3, max = 254), email)]
+    pub email: String,
+    /// Display name.
+    #[garde(length(min = 1, max = 100))]
+    pub name: String,
+    /// Role (no escalation).
+    #[garde(skip)]
+    pub role: Role,
+    /// Optional password (policy of iam.md §4.1); without one the user signs in by SSO.
+    #[garde(inner(length(min = 1, max = 1024)))]
+    pub password: Option<String>,
+    /// Teams of the account to join.
+    #[garde(inner(length(max = 50)))]
+    pub team_ids: Option<Vec<Uuid>>,
+}
+
+/// Creates a user (admin; counts against `max_agents`).
+#[utoipa::path(post, path = "/api/v1/accounts/{account_id}/users", tag = "users", security(("bearer" = [])),
+    params(("account_id" = Uuid, Path, description = "account")), request_body = CreateUser,
+    responses((status = 201, body = UserView), (status = 400, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody)))]
+pub async fn create(
+    state: web::Data<AppState>,
+    principal: Principal,
+    context: RequestContext,
+    path: web::Path<Uuid>,
+    body: Json<CreateUser>,
+) -> Result<HttpResponse, ApiError> {
+    let account_id = path.into_inner();
+    principal.check_account(account_id)?;
+    authorize(&principal, Action::UsersManage)?;
+    let request = body.0;
+    if !policy::may_assign_role(principal.role, request.role) {
+        return Err(ApiError::Forbidden {
+            message: "you cannot grant a role above your own".into(),
+            details: Some(json!({ "required_role": request.role.as_str() })),
+        });
+    }
+    let email = request.email.trim().to_owned();
+    let hash = match &request.password {
+        Some(given) => {
+            password::check_policy(given, &email)
+                .map_err(|rule| ApiError::field("password", rule.to_string()))?;
+            Some(password::hash_blocking(given.clone()).await?)
+        }
+        None => None,
+    };
+    let audit_context = context.audit(&principal);
+    let user = db::tenant_tx(&state.db, account_id, |conn| {
+        Box::pin(async move {
+            if request.role == Role::SuperAdmin
+                && !crate::db::accounts::find(conn, account_id)
+                    .await?
+                    .is_some_and(|a| a.is_platform)
+            {
+                return Err(ApiError::Unprocessable(
+                    "super_admin exists only in the platform account".into(),
+                ));
+            }
+            crate::db::entitlements::check_quota(
+                conn,
+                account_id,
+                crate::db::entitlements::Limit::MaxAgents,
+            )
+            .await?;
+            let user = users::insert(
+                conn,
+                &users::NewUser {
+                    id: Uuid::now_v7(),
+                    account_id,
+                    email: &email,
+                    name: request.name.trim(),
+                    role: request.role.as_str(),
+                    password_hash: hash.as_deref(),
+                },
+            )
+            .await
+            .map_err(|e| match ApiError::from(e) {
+                ApiError::Conflict { .. } => {
+                    ApiError::conflict("a user with this email exists in the account")
+                }
+                other => other,
+            })?;
+            for team_id in request.team_ids.unwrap_or_default() {
+                crate::db::teams::find(conn, account_id, team_id)
+                    .await?
+                    .ok_or(ApiError::NotFound)?;
+                crate::db::teams::add_member(
+                    conn,
+                    account_id,
+                    team_id,
+                    user.id,
+                    audit_context.actor_id,
+                )
+                .await?;
+            }
+            audit::record(
+                conn,
+                &audit_context,
+                AuditEvent::success(Some(account_id), "user.created", "user", user.id)
+                    .with_after(user_json(&user)),
+            )
+            .await?;
+            Ok::<_, ApiError>(user)
+        })
+    })
+    .await?;
+    Ok(HttpResponse::Created().json(UserView::from(user)))
+}
+
+/// Deactivates (`active = false`) or reactivates a user; shared by the two routes.
+async fn set_active(
+    state: &AppState,
+    principal: &Principal,
+    context: &RequestContext,
+    account_id: Uuid,
+    user_id: Uuid,
+    active: bool,
+) -> Result<UserView, ApiError> {
+    principal.check_account(account_id)?;
+    authorize(principal, Action::UsersManage)?;
+    if Some(user_id) == principal.user_id {
+        return Err(ApiError::forbidden("you cannot deactivate yourself"));
+    }
+    let audit_context = context.audit(principal);
+    let actor = principal.clone();
+    let (user, revoked) = db::tenant_tx(&state.db, account_id, |conn| {
+        Box::pin(async move {
+            let before = users::find(conn, account_id, user_id)
+                .await?
+                .ok_or(ApiError::NotFound)?;
+            may_manage(&actor, &before)?;
+            if before.is_active() == active {
+                return Ok::<_, ApiError>((before, Vec::new()));
+            }
+            let mut revoked = Vec::new();
+            if active {
+                crate::db::entitlements::check_quota(
+                    conn,
+                    account_id,
+                    crate::db::entitlements::Limit::MaxAgents,
+                )
+                .await?;
+            } else {
+                if before.role == "admin"
+                    && users::lock_active_admins(conn, account_id).await? == [user_id]
+                {
+                    return Err(ApiError::Unprocessable(
+                        "the account's last active admin cannot be deactivated".into(),
+                    ));
+                }
+                revoked = signin::revoke_sessions(
+                    conn,
+                    account_id,
+                    sessions::Revoke::AllOfUser {
+                        user_id,
+                        except: None,
+                    },
+                    "user_deactivated",
+                    &audit_context,
+                    "session.revoked",
+                )
+                .await?;
+            }
+            let user = users::set_status(conn, user_id, active).await?;
+            let action = if active {
+                "user.reactivated"
+            } else {
+                "user.deactivated"
+            };
+            audit::record(
+                conn,
+                &audit_context,
+                AuditEvent::success(Some(account_id), action, "user", user_id)
+                    .with_before(user_json(&before))
+                    .with_after(user_json(&user)),
+            )
+            .await?;
+            Ok((user, revoked))
+        })
+    })
+    .await?;
+    signin::after_revocation(state, &revoked);
+    Ok(user.into())
+}
+
+/// Deactivates a user: sessions and instance tokens are revoked; cards, messages,
+/// memberships and audit rows stay; 200 with the user.
+#[utoipa::path(post, path = "/api/v1/accounts/{account_id}/users/{user_id}/deactivate", tag = "users", security(("bearer" = [])),
+    params(("account_id" = Uuid, Path, description = "account"), ("user_id" = Uuid, Path, description = "user")),
+    responses((status = 200, body = UserView), (status = 403, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+pub async fn deactivate(
+    state: web::Data<AppState>,
+    principal: Principal,
+    context: RequestContext,
+    path: web::Path<(Uuid, Uuid)>,
+) -> Result<web::Json<UserView>, ApiError> {
+    let (account_id, user_id) = path.into_inner();
+    Ok(web::Json(
+        set_active(&state, &principal, &context, account_id, user_id, false).await?,
+    ))
+}
+
+/// Reactivates a user (counts against `max_agents`); 200 with the user.
+#[utoipa::path(post, path = "/api/v1/accounts/{account_id}/users/{user_id}/reactivate", tag = "users", security(("bearer" = [])),
+    params(("account_id" = Uuid, Path, description = "account"), ("user_id" = Uuid, Path, description = "user")),
+    responses((status = 200, body = UserView), (status = 403, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody)))]
+pub async fn reactivate(
+    state: web::Data<AppState>,
+    principal: Principal,
+    context: RequestContext,
+    path: web::Path<(Uuid, Uuid)>,
+) -> Result<web::Json<UserView>, ApiError> {
+    let (account_id, user_id) = path.into_inner();
+    Ok(web::Json(
+        set_active(&state, &principal, &context, account_id, user_id, true).await?,
+    ))
+}

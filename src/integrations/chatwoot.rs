@@ -245,12 +245,16 @@ mod tests {
     fn endpoint_keeps_a_path_prefix_and_drops_query() {
         let base = Url::parse("https://chat.example.com/").expect("url");
         assert_eq!(
-            endpoint(&base, "api/v1/profile").expect("endpoint").as_str(),
+            endpoint(&base, "api/v1/profile")
+                .expect("endpoint")
+                .as_str(),
             "https://chat.example.com/api/v1/profile"
         );
         let base = Url::parse("https://example.com/chatwoot/?x=1#f").expect("url");
         assert_eq!(
-            endpoint(&base, "api/v1/profile").expect("endpoint").as_str(),
+            endpoint(&base, "api/v1/profile")
+                .expect("endpoint")
+                .as_str(),
             "https://example.com/chatwoot/api/v1/profile"
         );
         let base = Url::parse("ftp://example.com/").expect("url");

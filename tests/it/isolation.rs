@@ -21,13 +21,12 @@ struct Route {
     method: &'static str,
     /// The OpenAPI path template.
     template: &'static str,
-    /// A body the route would accept for its own tenant.
-    body: fn() -> Option<Value>,
+    /// A body the route would accept for its own tenant (a JSON template with the same
+    /// placeholders as the path, so body references are targeted too).
+    body: Option<&'static str>,
 }
 
-fn no_body() -> Option<Value> {
-    None
-}
+const NO_BODY: Option<&str> = None;
 
 /// Every tenant-scoped operation. Placeholders: `{account_id}` and the resource ids, filled
 /// from [`Tenant`].
@@ -35,67 +34,152 @@ const ROUTES: &[Route] = &[
     Route {
         method: "GET",
         template: "/api/v1/accounts/{account_id}/users",
-        body: no_body,
+        body: NO_BODY,
     },
     Route {
         method: "GET",
         template: "/api/v1/accounts/{account_id}/users/{user_id}",
-        body: no_body,
+        body: NO_BODY,
     },
     Route {
         method: "PATCH",
         template: "/api/v1/accounts/{account_id}/users/{user_id}",
-        body: || Some(json!({"role": "supervisor", "name": "Renamed"})),
+        body: Some(r#"{"role": "supervisor", "name": "Renamed"}"#),
     },
     Route {
         method: "POST",
         template: "/api/v1/accounts/{account_id}/users/{user_id}/password",
-        body: || Some(json!({"new_password": "quiet granite harbor"})),
+        body: Some(r#"{"new_password": "quiet granite harbor"}"#),
     },
     Route {
         method: "DELETE",
         template: "/api/v1/accounts/{account_id}/users/{user_id}/sessions",
-        body: no_body,
+        body: NO_BODY,
     },
     Route {
         method: "GET",
         template: "/api/v1/accounts/{account_id}/api-keys",
-        body: no_body,
+        body: NO_BODY,
     },
     Route {
         method: "POST",
         template: "/api/v1/accounts/{account_id}/api-keys",
-        body: || Some(json!({"name": "x", "scopes": ["users:read"]})),
+        body: Some(r#"{"name": "x", "scopes": ["users:read"]}"#),
     },
     Route {
         method: "GET",
         template: "/api/v1/accounts/{account_id}/api-keys/{key_id}",
-        body: no_body,
+        body: NO_BODY,
     },
     Route {
         method: "DELETE",
         template: "/api/v1/accounts/{account_id}/api-keys/{key_id}",
-        body: no_body,
+        body: NO_BODY,
     },
     Route {
         method: "GET",
         template: "/api/v1/accounts/{account_id}/instance-tokens",
-        body: no_body,
+        body: NO_BODY,
     },
     Route {
         method: "POST",
         template: "/api/v1/accounts/{account_id}/instance-tokens",
-        body: || Some(json!({"scopes": ["users:read"]})),
+        body: Some(r#"{"scopes": ["users:read"]}"#),
     },
     Route {
         method: "DELETE",
         template: "/api/v1/accounts/{account_id}/instance-tokens/{token_id}",
-        body: no_body,
+        body: NO_BODY,
     },
     Route {
         method: "DELETE",
         template: "/api/v1/me/sessions/{session_id}",
-        body: no_body,
+        body: NO_BODY,
+    },
+    Route {
+        method: "GET",
+        template: "/api/v1/accounts/{account_id}",
+        body: NO_BODY,
+    },
+    Route {
+        method: "PATCH",
+        template: "/api/v1/accounts/{account_id}",
+        body: Some(r#"{"name": "Taken over"}"#),
+    },
+    Route {
+        method: "DELETE",
+        template: "/api/v1/accounts/{account_id}",
+        body: NO_BODY,
+    },
+    Route {
+        method: "GET",
+        template: "/api/v1/accounts/{account_id}/features",
+        body: NO_BODY,
+    },
+    Route {
+        method: "GET",
+        template: "/api/v1/accounts/{account_id}/entitlements",
+        body: NO_BODY,
+    },
+    Route {
+        method: "PATCH",
+        template: "/api/v1/accounts/{account_id}/entitlements",
+        body: Some(r#"{"plan": "enterprise"}"#),
+    },
+    Route {
+        method: "POST",
+        template: "/api/v1/accounts/{account_id}/users",
+        body: Some(r#"{"email": "intruder@x.test", "name": "I", "role": "agent"}"#),
+    },
+    Route {
+        method: "POST",
+        template: "/api/v1/accounts/{account_id}/users/{user_id}/deactivate",
+        body: NO_BODY,
+    },
+    Route {
+        method: "POST",
+        template: "/api/v1/accounts/{account_id}/users/{user_id}/reactivate",
+        body: NO_BODY,
+    },
+    Route {
+        method: "GET",
+        template: "/api/v1/accounts/{account_id}/teams",
+        body: NO_BODY,
+    },
+    Route {
+        method: "POST",
+        template: "/api/v1/accounts/{account_id}/teams",
+        body: Some(r#"{"name": "Intruders"}"#),
+    },
+    Route {
+        method: "GET",
+        template: "/api/v1/accounts/{account_id}/teams/{team_id}",
+        body: NO_BODY,
+    },
+    Route {
+        method: "PATCH",
+        template: "/api/v1/accounts/{account_id}/teams/{team_id}",
+        body: Some(r#"{"name": "Renamed"}"#),
+    },
+    Route {
+        method: "DELETE",
+        template: "/api/v1/accounts/{account_id}/teams/{team_id}",
+        body: NO_BODY,
+    },
+    Route {
+        method: "GET",
+        template: "/api/v1/accounts/{account_id}/teams/{team_id}/members",
+        body: NO_BODY,
+    },
+    Route {
+        method: "POST",
+        template: "/api/v1/accounts/{account_id}/teams/{team_id}/members",
+        body: Some(r#"{"user_id": "{user_id}"}"#),
+    },
+    Route {
+        method: "DELETE",
+        template: "/api/v1/accounts/{account_id}/teams/{team_id}/members/{user_id}",
+        body: NO_BODY,
     },
 ];
 
@@ -131,6 +215,16 @@ const NOT_TENANT_SCOPED: &[(&str, &str, &str)] = &[
     ),
     (
         "GET",
+        "/api/v1/accounts",
+        "super_admin only: lists every tenant",
+    ),
+    (
+        "POST",
+        "/api/v1/accounts",
+        "super_admin only: creates a tenant",
+    ),
+    (
+        "GET",
         "/admin/tenants/{account_id}",
         "super_admin only (checked in admin tests)",
     ),
@@ -151,6 +245,7 @@ struct Tenant {
     token_id: Uuid,
     instance_token: String,
     session_id: Uuid,
+    team_id: Uuid,
 }
 
 async fn json_of(response: reqwest::Response) -> Value {
@@ -206,7 +301,28 @@ async fn tenant(app: &TestApp, name: &str) -> Tenant {
             .unwrap(),
     )
     .await;
+    let team = json_of(
+        app.http
+            .post(app.url(&format!("/api/v1/accounts/{account_id}/teams")))
+            .bearer_auth(&admin_token)
+            .json(&json!({"name": format!("{name} team")}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let team_id: Uuid = team["id"].as_str().unwrap().parse().unwrap();
+    app.http
+        .post(app.url(&format!(
+            "/api/v1/accounts/{account_id}/teams/{team_id}/members"
+        )))
+        .bearer_auth(&admin_token)
+        .json(&json!({"user_id": user_id}))
+        .send()
+        .await
+        .unwrap();
     Tenant {
+        team_id,
         account_id,
         admin_token,
         user_id,
@@ -238,6 +354,7 @@ fn fill(template: &str, account: Uuid, ids: &Tenant) -> String {
         .replace("{key_id}", &ids.key_id.to_string())
         .replace("{token_id}", &ids.token_id.to_string())
         .replace("{session_id}", &ids.session_id.to_string())
+        .replace("{team_id}", &ids.team_id.to_string())
 }
 
 /// Ids that exist nowhere.
@@ -251,6 +368,7 @@ fn phantom(account_id: Uuid) -> Tenant {
         token_id: Uuid::now_v7(),
         instance_token: String::new(),
         session_id: Uuid::now_v7(),
+        team_id: Uuid::now_v7(),
     }
 }
 
@@ -264,6 +382,7 @@ async fn answer(
     credential: &Credential<'_>,
     route: &Route,
     path: &str,
+    body: Option<String>,
 ) -> (u16, Value) {
     let method = Method::from_bytes(route.method.as_bytes()).unwrap();
     let mut request = app.http.request(method, app.url(path));
@@ -271,8 +390,10 @@ async fn answer(
         Credential::Bearer(token) => request.bearer_auth(token),
         Credential::ApiKey(key) => request.header("x-api-key", *key),
     };
-    if let Some(body) = (route.body)() {
-        request = request.json(&body);
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body);
     }
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
@@ -320,7 +441,20 @@ async fn snapshot_of(app: &TestApp, b: &Tenant) -> Value {
         }
         v
     };
-    json!({ "users": strip(users), "keys": strip(keys), "tokens": strip(tokens) })
+    let get = |path: String| {
+        let request = app.http.get(app.url(&path)).bearer_auth(&b.admin_token);
+        async move { json_of(request.send().await.unwrap()).await }
+    };
+    let teams = get(format!("/api/v1/accounts/{}/teams", b.account_id)).await;
+    let members = get(format!(
+        "/api/v1/accounts/{}/teams/{}/members",
+        b.account_id, b.team_id
+    ))
+    .await;
+    let account = get(format!("/api/v1/accounts/{}", b.account_id)).await;
+    let features = get(format!("/api/v1/accounts/{}/features", b.account_id)).await;
+    json!({ "users": strip(users), "keys": strip(keys), "tokens": strip(tokens), "teams": teams,
+            "members": strip(members), "account": account, "features": features })
 }
 
 #[actix_rt::test]
@@ -349,9 +483,13 @@ async fn account_a_gets_exactly_the_answer_for_a_missing_id_on_b_s_resources() {
                 if path == control {
                     continue; // a route without ids under A's own path is not a cross-tenant case
                 }
-                let (status, body) = answer(&app, credential, route, &path).await;
+                let payload = route.body.map(|t| fill(t, account, &b));
+                let control_payload = route
+                    .body
+                    .map(|t| fill(t, control_account, &phantom(control_account)));
+                let (status, body) = answer(&app, credential, route, &path, payload).await;
                 let (control_status, control_body) =
-                    answer(&app, credential, route, &control).await;
+                    answer(&app, credential, route, &control, control_payload).await;
                 assert!(
                     !(200..300).contains(&status),
                     "{kind} {} {path}: {status} {body}",
