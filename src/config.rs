@@ -211,6 +211,8 @@ pub struct Tuning {
     pub ws_outbound_max_bytes: usize,
     /// Idle time after which a tenant's actors stop (default 5 min).
     pub tenant_idle_timeout: Duration,
+    /// How often tenant supervisors flush usage counters (default 60 s).
+    pub usage_flush_interval: Duration,
     /// actix-web worker threads (default: the number of CPUs, at least 1).
     pub http_workers: usize,
 }
@@ -224,6 +226,7 @@ impl Default for Tuning {
             ws_outbound_max_frames: 1024,
             ws_outbound_max_bytes: 4 * 1024 * 1024,
             tenant_idle_timeout: Duration::from_secs(5 * 60),
+            usage_flush_interval: Duration::from_secs(60),
             http_workers: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1)

@@ -14,6 +14,7 @@
 //! - [`db`]: the pool, migrations, embedded PostgreSQL and one module per aggregate.
 //! - [`error`]: the one error type every handler returns and its mapping to HTTP.
 //! - [`telemetry`], [`metrics`]: logs and Prometheus metrics.
+//! - [`usage`]: the database side of usage metering (the supervisors count).
 
 pub mod auth;
 pub mod bootstrap;
@@ -26,4 +27,5 @@ pub mod metrics;
 pub mod server;
 pub mod state;
 pub mod telemetry;
+pub mod usage;
 pub mod ws;

@@ -160,13 +160,15 @@ pub async fn start_with_database(
         tracing::info!(account_id = %b.account_id, "first start: created the platform account and its super_admin");
     }
 
-    let registry = TenantRegistry::new(
+    let registry = TenantRegistry::with_usage_sink(
         RegistryConfig {
             idle_timeout: config.tuning.tenant_idle_timeout,
             arbiters: config.tuning.http_workers.clamp(1, 4),
             send_timeout: Duration::from_secs(5),
+            usage_flush_interval: config.tuning.usage_flush_interval,
         },
         Arc::new(Default::default()),
+        Some(Arc::new(crate::usage::DbUsageSink::new(database.clone()))),
     );
     let config = Arc::new(config);
     let revocations = RevocationCache::default();

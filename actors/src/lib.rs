@@ -9,7 +9,8 @@
 //! - [`session::WsSession`] is one websocket connection: heartbeats, client ops, and the
 //!   bounded outbound queue of [`outbound`] that closes slow consumers.
 //! - [`bus::EventBus`] carries an event, serialized once, to the sessions that want it.
-//! - [`protocol`] holds the websocket frame shapes; [`stats`] the counters the server exports.
+//! - [`protocol`] holds the websocket frame shapes; [`stats`] the counters the server exports;
+//!   [`usage`] the per-tenant usage counters and the port they are flushed through.
 //!
 //! The server crate (`src/`) drives the socket itself (actix-ws) and pumps frames between the
 //! socket and a [`session::WsSession`]; persistence and outside systems reach actors through
@@ -22,6 +23,7 @@ pub mod registry;
 pub mod session;
 pub mod stats;
 pub mod supervisor;
+pub mod usage;
 
 pub use bus::{Event, EventBus, Topic};
 pub use outbound::{CloseFrame, OutFrame, Outbound, OutboundLimits, OutboundReceiver};
@@ -29,3 +31,4 @@ pub use registry::{RegistryConfig, TenantRegistry, TenantSend};
 pub use session::{SessionConfig, SessionIdentity, WsSession};
 pub use stats::RuntimeStats;
 pub use supervisor::{TenantSnapshot, TenantSupervisor, TimerSnapshot};
+pub use usage::{UsageDelta, UsageSink};

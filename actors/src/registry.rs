@@ -19,6 +19,7 @@ use uuid::Uuid;
 use crate::outbound::CloseFrame;
 use crate::stats::RuntimeStats;
 use crate::supervisor::{Shutdown, TenantSupervisor};
+use crate::usage::UsageSink;
 
 /// Registry settings.
 #[derive(Debug, Clone, Copy)]
@@ -29,6 +30,8 @@ pub struct RegistryConfig {
     pub arbiters: usize,
     /// Deadline of every request to a supervisor (operations.md: actor `send` 5 s → 503).
     pub send_timeout: Duration,
+    /// How often supervisors flush usage counters (tenancy.md §5: at least every 60 s).
+    pub usage_flush_interval: Duration,
 }
 
 impl Default for RegistryConfig {
@@ -37,6 +40,7 @@ impl Default for RegistryConfig {
             idle_timeout: Duration::from_secs(300),
             arbiters: 1,
             send_timeout: Duration::from_secs(5),
+            usage_flush_interval: Duration::from_secs(60),
         }
     }
 }
@@ -60,6 +64,7 @@ struct Inner {
     arbiters: Vec<Arbiter>,
     config: RegistryConfig,
     stats: Arc<RuntimeStats>,
+    usage_sink: Option<Arc<dyn UsageSink>>,
     closing: AtomicBool,
 }
 
@@ -72,6 +77,15 @@ pub struct TenantRegistry {
 impl TenantRegistry {
     /// Creates the registry and its arbiters. Must run inside an actix `System`.
     pub fn new(config: RegistryConfig, stats: Arc<RuntimeStats>) -> Self {
+        Self::with_usage_sink(config, stats, None)
+    }
+
+    /// A registry whose supervisors flush usage through `usage_sink`.
+    pub fn with_usage_sink(
+        config: RegistryConfig,
+        stats: Arc<RuntimeStats>,
+        usage_sink: Option<Arc<dyn UsageSink>>,
+    ) -> Self {
         let arbiters = (0..config.arbiters.max(1))
             .map(|_| Arbiter::new())
             .collect();
@@ -81,6 +95,7 @@ impl TenantRegistry {
                 arbiters,
                 config,
                 stats,
+                usage_sink,
                 closing: AtomicBool::new(false),
             }),
         }
@@ -89,6 +104,11 @@ impl TenantRegistry {
     /// The runtime counters shared by every actor of this registry.
     pub fn stats(&self) -> Arc<RuntimeStats> {
         self.inner.stats.clone()
+    }
+
+    /// The usage port, if any.
+    pub(crate) fn usage_sink(&self) -> Option<Arc<dyn UsageSink>> {
+        self.inner.usage_sink.clone()
     }
 
     /// The registry's settings.
@@ -138,9 +158,8 @@ impl TenantRegistry {
                 .fetch_sub(1, Ordering::Relaxed);
         }
         let registry = self.clone();
-        let idle = self.inner.config.idle_timeout;
         let addr = TenantSupervisor::start_in_arbiter(&self.arbiter_for(account_id), move |_| {
-            TenantSupervisor::new(account_id, registry, idle)
+            TenantSupervisor::new(account_id, registry)
         });
         self.inner
             .stats

@@ -15,6 +15,8 @@ use uuid::Uuid;
 use crate::bus::{Event, Topic};
 use crate::outbound::{CloseFrame, Outbound};
 use crate::registry::TenantRegistry;
+use crate::usage::{UsageCounters, UsageDelta};
+use actix::ActorFutureExt;
 
 /// A timer's state, as `/admin/tenants` shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -67,20 +69,77 @@ pub struct TenantSupervisor {
     sessions: HashMap<Uuid, SessionEntry>,
     subscribers: HashMap<Topic, HashSet<Uuid>>,
     timers: Vec<TimerSnapshot>,
+    usage: UsageCounters,
 }
 
 impl TenantSupervisor {
     /// A supervisor for `account_id`, registered in `registry`.
-    pub fn new(account_id: Uuid, registry: TenantRegistry, idle_timeout: Duration) -> Self {
+    pub fn new(account_id: Uuid, registry: TenantRegistry) -> Self {
         Self {
             account_id,
             started_at: Utc::now(),
+            idle_timeout: registry.config().idle_timeout,
             registry,
-            idle_timeout,
             idle_since: Some(Instant::now()),
             sessions: HashMap::new(),
             subscribers: HashMap::new(),
             timers: Vec::new(),
+            usage: UsageCounters::default(),
+        }
+    }
+
+    fn timer(&mut self, name: &'static str) -> Option<&mut TimerSnapshot> {
+        self.timers.iter_mut().find(|t| t.name == name)
+    }
+
+    /// Hands the unflushed usage to the sink; what fails to flush is kept for the next tick.
+    fn flush_usage(
+        &mut self,
+    ) -> Option<impl std::future::Future<Output = Vec<(UsageDelta, Result<(), String>)>>> {
+        let sink = self.registry.usage_sink()?;
+        let deltas = self.usage.take(self.account_id);
+        Some(async move {
+            let mut results = Vec::with_capacity(deltas.len());
+            for delta in deltas {
+                let result = sink.flush(delta.clone()).await;
+                results.push((delta, result));
+            }
+            results
+        })
+    }
+
+    fn after_flush(&mut self, results: Vec<(UsageDelta, Result<(), String>)>) {
+        let interval = self.registry.config().usage_flush_interval;
+        let mut failure = None;
+        for (delta, result) in results {
+            if let Err(e) = result {
+                failure = Some(e);
+                self.usage.restore(delta);
+            }
+        }
+        let now = Utc::now();
+        if let Some(timer) = self.timer("usage_flush") {
+            timer.last_run_at = Some(now);
+            timer.next_run_at = now + interval;
+            match failure {
+                Some(e) => {
+                    timer.consecutive_failures += 1;
+                    timer.last_result = Some(e);
+                }
+                None => {
+                    timer.consecutive_failures = 0;
+                    timer.last_result = Some("ok".into());
+                }
+            }
+        }
+    }
+
+    fn usage_tick(&mut self, ctx: &mut Context<Self>) {
+        if let Some(flush) = self.flush_usage() {
+            ctx.spawn(
+                actix::fut::wrap_future(flush)
+                    .map(|results, act: &mut Self, _| act.after_flush(results)),
+            );
         }
     }
 
@@ -135,6 +194,16 @@ impl Actor for TenantSupervisor {
             consecutive_failures: 0,
         });
         ctx.run_interval(interval, Self::check_idle);
+        let flush_every = self.registry.config().usage_flush_interval;
+        self.timers.push(TimerSnapshot {
+            name: "usage_flush",
+            interval_s: flush_every.as_secs(),
+            next_run_at: Utc::now() + flush_every,
+            last_run_at: None,
+            last_result: None,
+            consecutive_failures: 0,
+        });
+        ctx.run_interval(flush_every, Self::usage_tick);
         tracing::debug!(account_id = %self.account_id, "tenant supervisor started");
     }
 
@@ -173,6 +242,8 @@ impl Handler<Connect> for TenantSupervisor {
 
     fn handle(&mut self, msg: Connect, _: &mut Context<Self>) {
         self.idle_since = None;
+        self.usage
+            .record_sessions(msg.user_id, self.sessions.len() + 1);
         self.sessions.insert(
             msg.session_id,
             SessionEntry {
@@ -319,13 +390,64 @@ pub struct Shutdown {
 }
 
 impl Handler<Shutdown> for TenantSupervisor {
-    type Result = ();
+    type Result = actix::ResponseActFuture<Self, ()>;
 
-    fn handle(&mut self, msg: Shutdown, ctx: &mut Context<Self>) {
+    /// Closes the sessions, flushes usage, then stops.
+    fn handle(&mut self, msg: Shutdown, _: &mut Context<Self>) -> Self::Result {
         for entry in self.sessions.values() {
             entry.outbound.close(msg.frame);
         }
-        ctx.stop();
+        let flush = self.flush_usage();
+        Box::pin(
+            actix::fut::wrap_future(async move {
+                match flush {
+                    Some(flush) => flush.await,
+                    None => Vec::new(),
+                }
+            })
+            .map(|results, act: &mut Self, ctx: &mut Context<Self>| {
+                act.after_flush(results);
+                ctx.stop();
+            }),
+        )
+    }
+}
+
+/// An authenticated request of the tenant (usage metering).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RecordActivity {
+    /// The user behind it, if any.
+    pub user_id: Option<Uuid>,
+}
+
+impl Handler<RecordActivity> for TenantSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RecordActivity, _: &mut Context<Self>) {
+        self.usage.record_request(msg.user_id);
+    }
+}
+
+/// Flushes usage now (tests and operations); answers when the flush ended.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FlushUsage;
+
+impl Handler<FlushUsage> for TenantSupervisor {
+    type Result = actix::ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _: FlushUsage, _: &mut Context<Self>) -> Self::Result {
+        let flush = self.flush_usage();
+        Box::pin(
+            actix::fut::wrap_future(async move {
+                match flush {
+                    Some(flush) => flush.await,
+                    None => Vec::new(),
+                }
+            })
+            .map(|results, act: &mut Self, _| act.after_flush(results)),
+        )
     }
 }
 
@@ -355,6 +477,7 @@ mod tests {
                 idle_timeout: idle,
                 arbiters: 1,
                 send_timeout: Duration::from_secs(2),
+                usage_flush_interval: Duration::from_secs(60),
             },
             Arc::new(RuntimeStats::default()),
         )

@@ -492,16 +492,30 @@ impl<T> OptionalRow<T> for Result<T, diesel::result::Error> {
     }
 }
 
+/// Counts an authenticated request in the tenant's usage (the supervisor accumulates it).
+fn record_activity(state: &AppState, principal: &Principal) {
+    if let Ok(supervisor) = state.registry.get_or_start(principal.account_id) {
+        supervisor.do_send(whatpro_actors::supervisor::RecordActivity {
+            user_id: principal.user_id,
+        });
+    }
+}
+
 impl FromRequest for Principal {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
         // A principal resolved earlier in the request (rate limiting) is reused.
         if let Some(principal) = req.extensions().get::<Principal>().cloned() {
-            return Box::pin(async move { Ok(principal) });
+            return Box::pin(async move {
+                if let Some(state) = state {
+                    record_activity(&state, &principal);
+                }
+                Ok(principal)
+            });
         }
-        let state = req.app_data::<web::Data<AppState>>().cloned();
         let credential = credential(req);
         let req = req.clone();
         Box::pin(async move {
@@ -516,6 +530,7 @@ impl FromRequest for Principal {
                 }
             }
             req.extensions_mut().insert(principal.clone());
+            record_activity(&state, &principal);
             Ok(principal)
         })
     }

@@ -25,6 +25,7 @@ pub mod pagination;
 pub mod rate_limit;
 pub mod sessions;
 pub mod teams;
+pub mod usage;
 pub mod users;
 
 use actix_web::web;
@@ -69,6 +70,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         .route("/features", web::get().to(entitlements::features))
                         .route("/entitlements", web::get().to(entitlements::get))
                         .route("/entitlements", web::patch().to(entitlements::patch))
+                        .route("/usage", web::get().to(usage::get))
                         .route("/users", web::get().to(users::list))
                         .route("/users", web::post().to(users::create))
                         .route(

@@ -9,7 +9,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::{
     accounts, admin, api_keys, auth, entitlements, health, instance_tokens, me, sessions, teams,
-    users,
+    usage, users,
 };
 
 /// The document's root.
@@ -21,7 +21,7 @@ use super::{
         auth::login, auth::refresh, auth::logout,
         me::get, sessions::list, sessions::revoke_one, sessions::revoke_others, sessions::change_password,
         accounts::list, accounts::create, accounts::get, accounts::patch, accounts::delete,
-        entitlements::features, entitlements::get, entitlements::patch,
+        entitlements::features, entitlements::get, entitlements::patch, usage::get,
         users::list, users::create, users::get, users::patch, users::set_password, users::revoke_sessions,
         users::deactivate, users::reactivate,
         teams::list, teams::create, teams::get, teams::patch, teams::delete,

@@ -14,4 +14,5 @@ mod iam_access;
 mod iam_sessions;
 mod isolation;
 mod process;
+mod usage;
 mod websocket;
