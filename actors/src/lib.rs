@@ -30,5 +30,5 @@ pub use outbound::{CloseFrame, OutFrame, Outbound, OutboundLimits, OutboundRecei
 pub use registry::{RegistryConfig, TenantRegistry, TenantSend};
 pub use session::{SessionConfig, SessionIdentity, WsSession};
 pub use stats::RuntimeStats;
-pub use supervisor::{TenantSnapshot, TenantSupervisor, TimerSnapshot};
+pub use supervisor::{TenantFacts, TenantSnapshot, TenantSupervisor, TimerSnapshot};
 pub use usage::{UsageDelta, UsageSink};

@@ -70,6 +70,22 @@ pub struct TenantSupervisor {
     subscribers: HashMap<Topic, HashSet<Uuid>>,
     timers: Vec<TimerSnapshot>,
     usage: UsageCounters,
+    facts: Option<TenantFacts>,
+}
+
+/// Tenant facts that hot paths need, cached by the supervisor (tenancy.md §4): the effective
+/// feature flags and access mode. Loaded by the server on first need; every change replaces
+/// or clears them before its response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TenantFacts {
+    /// Kanban boards.
+    pub kanban: bool,
+    /// Internal chat.
+    pub internal_chat: bool,
+    /// Analytics.
+    pub analytics: bool,
+    /// Writes refused (billing overdue).
+    pub read_only: bool,
 }
 
 impl TenantSupervisor {
@@ -85,6 +101,7 @@ impl TenantSupervisor {
             subscribers: HashMap::new(),
             timers: Vec::new(),
             usage: UsageCounters::default(),
+            facts: None,
         }
     }
 
@@ -410,6 +427,47 @@ impl Handler<Shutdown> for TenantSupervisor {
                 ctx.stop();
             }),
         )
+    }
+}
+
+/// Reads the cached facts (`None`: not loaded).
+#[derive(Message)]
+#[rtype(result = "Option<TenantFacts>")]
+pub struct GetFacts;
+
+impl Handler<GetFacts> for TenantSupervisor {
+    type Result = Option<TenantFacts>;
+
+    fn handle(&mut self, _: GetFacts, _: &mut Context<Self>) -> Option<TenantFacts> {
+        self.facts
+    }
+}
+
+/// Replaces (or clears) the cached facts. A change of the chat flag is announced to every
+/// session of the tenant as `account.feature.updated`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetFacts(pub Option<TenantFacts>);
+
+impl Handler<SetFacts> for TenantSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetFacts, _: &mut Context<Self>) {
+        if let (Some(old), Some(new)) = (self.facts, msg.0) {
+            if old.internal_chat != new.internal_chat {
+                let frame: bytestring::ByteString = serde_json::json!({
+                    "event": "account.feature.updated",
+                    "account_id": self.account_id,
+                    "internal_chat_enabled": new.internal_chat,
+                })
+                .to_string()
+                .into();
+                for entry in self.sessions.values() {
+                    entry.outbound.offer(&frame);
+                }
+            }
+        }
+        self.facts = msg.0;
     }
 }
 

@@ -18,6 +18,8 @@ use crate::error::ApiError;
 use crate::http::context::RequestContext;
 use crate::http::extract::Json;
 use crate::state::AppState;
+use whatpro_actors::supervisor::{GetFacts, SetFacts};
+use whatpro_actors::TenantFacts;
 
 /// The account's feature flags.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -46,7 +48,58 @@ async fn load(state: &AppState, account_id: Uuid) -> Result<entitlements::Effect
     .ok_or_else(|| ApiError::Unavailable("the account's entitlements cannot be read".into()))
 }
 
+fn facts_of(effective: &entitlements::Effective) -> TenantFacts {
+    TenantFacts {
+        kanban: effective.feature("kanban"),
+        internal_chat: effective.feature("internal_chat"),
+        analytics: effective.feature("analytics"),
+        read_only: effective.access_mode == "read_only",
+    }
+}
+
+/// Hands fresh facts to the tenant's live supervisor (which announces a chat-flag change to
+/// the tenant's sockets); awaited, so the next request sees them.
+async fn publish_facts(state: &AppState, account_id: Uuid, facts: Option<TenantFacts>) {
+    if state.registry.get(account_id).is_some() {
+        let _ = state.registry.send(account_id, SetFacts(facts)).await;
+    }
+}
+
+/// The tenant's feature flags and access mode for hot paths (module routes, websocket topic
+/// checks): from the supervisor's cache, loaded from the database on a miss. Fails closed: an
+/// unreadable entitlements row is a 503, never a default.
+pub async fn tenant_facts(state: &AppState, account_id: Uuid) -> Result<TenantFacts, ApiError> {
+    if let Ok(Some(facts)) = state.registry.send(account_id, GetFacts).await {
+        return Ok(facts);
+    }
+    let facts = facts_of(&load(state, account_id).await?);
+    publish_facts(state, account_id, Some(facts)).await;
+    Ok(facts)
+}
+
+/// 403 `FEATURE_DISABLED` unless the account has `feature` (`kanban`, `internal_chat`,
+/// `analytics`).
+pub async fn require_feature(
+    state: &AppState,
+    account_id: Uuid,
+    feature: &'static str,
+) -> Result<(), ApiError> {
+    let facts = tenant_facts(state, account_id).await?;
+    let on = match feature {
+        "kanban" => facts.kanban,
+        "internal_chat" => facts.internal_chat,
+        "analytics" => facts.analytics,
+        _ => false,
+    };
+    if on {
+        Ok(())
+    } else {
+        Err(ApiError::FeatureDisabled(feature))
+    }
+}
+
 /// `GET …/features`: any principal of the account. Clients treat any non-200 as all off.
+/// Read from the database (the authority) every time, refreshing the supervisor's cache.
 #[utoipa::path(get, path = "/api/v1/accounts/{account_id}/features", tag = "entitlements", security(("bearer" = []), ("api_key" = [])),
     params(("account_id" = Uuid, Path, description = "account")),
     responses((status = 200, body = Features), (status = 404, body = crate::error::ErrorBody),
@@ -58,11 +111,19 @@ pub async fn features(
 ) -> Result<web::Json<Features>, ApiError> {
     let account_id = path.into_inner();
     principal.check_account(account_id)?;
-    let effective = load(&state, account_id).await?;
+    let effective = match load(&state, account_id).await {
+        Ok(effective) => effective,
+        Err(e) => {
+            publish_facts(&state, account_id, None).await;
+            return Err(e);
+        }
+    };
+    let facts = facts_of(&effective);
+    publish_facts(&state, account_id, Some(facts)).await;
     Ok(web::Json(Features {
-        kanban: effective.feature("kanban"),
-        internal_chat: effective.feature("internal_chat"),
-        analytics: effective.feature("analytics"),
+        kanban: facts.kanban,
+        internal_chat: facts.internal_chat,
+        analytics: facts.analytics,
         access_mode: effective.access_mode,
     }))
 }
@@ -218,5 +279,8 @@ pub async fn patch(
         })
     })
     .await?;
+    // The cache learns the change before the response (and sockets hear of a chat change).
+    let facts = load(&state, account_id).await.ok().map(|e| facts_of(&e));
+    publish_facts(&state, account_id, facts).await;
     Ok(web::Json(view(&state, account_id).await?))
 }

@@ -280,3 +280,56 @@ async fn events_of_one_tenant_never_reach_another() {
     assert_eq!(next_json(&mut their_ws).await["event"], "pong");
     app.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_chat_flag_change_is_announced_to_the_tenants_sockets_only() {
+    let app = TestApp::start().await;
+    let acme = app.seed_account("Acme").await;
+    let other = app.seed_account("Other").await;
+    app.seed_user(acme, "agent@acme.test", "agent").await;
+    app.seed_user(other, "agent@other.test", "agent").await;
+    let mut acme_ws = app
+        .ws_ready(&token_of(
+            &app.login("agent@acme.test", USER_PASSWORD).await,
+        ))
+        .await;
+    let mut other_ws = app
+        .ws_ready(&token_of(
+            &app.login("agent@other.test", USER_PASSWORD).await,
+        ))
+        .await;
+    let admin = app.admin_token().await;
+    // The supervisor learns the current flags, then the super_admin turns the chat on.
+    let features: serde_json::Value = app
+        .http
+        .get(app.url(&format!("/api/v1/accounts/{acme}/features")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(features["internal_chat"], false);
+    let patched = app
+        .http
+        .patch(app.url(&format!("/api/v1/accounts/{acme}/entitlements")))
+        .bearer_auth(&admin)
+        .json(&json!({"overrides": {"internal_chat": true}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 200);
+    let event = next_json(&mut acme_ws).await;
+    assert_eq!(
+        event,
+        json!({"event": "account.feature.updated", "account_id": acme, "internal_chat_enabled": true})
+    );
+    send_json(&mut other_ws, json!({"op": "ping", "t": 9})).await;
+    assert_eq!(
+        next_json(&mut other_ws).await["event"],
+        "pong",
+        "the other tenant hears nothing"
+    );
+    app.stop().await;
+}
