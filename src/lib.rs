@@ -9,6 +9,7 @@
 //! - [`server`]: builds the actix-web app, runs it, shuts it down gracefully.
 //! - [`state`]: the shared application state handed to every handler.
 //! - [`http`]: one module per REST resource, plus the edge middleware.
+//! - [`integrations`]: clients of outside systems (Chatwoot).
 //! - [`ws`]: the websocket upgrade and the transport pump around `whatpro_actors::WsSession`.
 //! - [`auth`]: passwords, access tokens, the authenticated principal.
 //! - [`db`]: the pool, migrations, embedded PostgreSQL and one module per aggregate.
@@ -23,6 +24,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod integrations;
 pub mod metrics;
 pub mod server;
 pub mod state;

@@ -330,6 +330,8 @@ pub fn authorize(principal: &Principal, action: Action) -> Result<(), ApiError> 
         match rule.scope {
             Some(scope) if granted.contains(&scope) => {}
             Some(scope) => return Err(ApiError::ScopeMissing(scope.as_str())),
+            // No scope guards it: every principal of the account may (reading the account).
+            None if rule.callers == Callers::Any => {}
             None => {
                 return Err(forbidden(
                     "this action needs a user session",

@@ -24,6 +24,7 @@ pub mod openapi;
 pub mod pagination;
 pub mod rate_limit;
 pub mod sessions;
+pub mod sso;
 pub mod teams;
 pub mod usage;
 pub mod users;
@@ -46,6 +47,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::scope("/api/v1")
                 .route("/openapi.json", web::get().to(openapi::document))
                 .route("/auth/login", web::post().to(auth::login))
+                .route("/auth/sso", web::post().to(sso::sso))
                 .route("/auth/refresh", web::post().to(auth::refresh))
                 .route("/auth/logout", web::post().to(auth::logout))
                 .route("/me", web::get().to(me::get))

@@ -8,8 +8,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    accounts, admin, api_keys, auth, entitlements, health, instance_tokens, me, sessions, teams,
-    usage, users,
+    accounts, admin, api_keys, auth, entitlements, health, instance_tokens, me, sessions, sso,
+    teams, usage, users,
 };
 
 /// The document's root.
@@ -18,7 +18,7 @@ use super::{
     info(title = "WhatPro Hub API", description = "Kanban CRM, WhatsApp instances and team chat beside Chatwoot."),
     paths(
         health::live, health::ready,
-        auth::login, auth::refresh, auth::logout,
+        auth::login, sso::sso, auth::refresh, auth::logout,
         me::get, sessions::list, sessions::revoke_one, sessions::revoke_others, sessions::change_password,
         accounts::list, accounts::create, accounts::get, accounts::patch, accounts::delete,
         entitlements::features, entitlements::get, entitlements::patch, usage::get,

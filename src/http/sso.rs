@@ -436,11 +436,6 @@ async fn upsert_and_open(
             (user, false, linked, revoked)
         }
         None => {
-            if email_taken(conn, account_id, &identity.email, None).await? {
-                return Err(ApiError::conflict(
-                    "another user of this account already has this email",
-                ));
-            }
             // Quota: a new SSO user must fit the account's `max_agents` (tenancy.md §4: lock
             // the entitlements row, count, 403 QUOTA_EXCEEDED when count ≥ limit). Plans and
             // entitlements arrive with the tenancy issue; the check goes exactly here, before
@@ -462,7 +457,9 @@ async fn upsert_and_open(
                     .await?;
                     (user, true, false, Vec::new())
                 }
-                // Created by a concurrent sign-in of the same person.
+                // The insert met an existing row: a concurrent sign-in of the same person
+                // created them (committed by now, so visible), or another user of the account
+                // (linked to another Chatwoot user) has this email.
                 None => {
                     let user = lock_by_chatwoot_id(conn, account_id, identity.chatwoot_user_id)
                         .await?
@@ -528,7 +525,7 @@ async fn refresh_user(
             "a super_admin cannot sign in through Chatwoot",
         ));
     }
-    if email_taken(conn, account_id, &identity.email, Some(user.id)).await? {
+    if email_taken(conn, account_id, &identity.email, user.id).await? {
         return Err(ApiError::conflict(
             "another user of this account already has this email",
         ));
@@ -731,25 +728,22 @@ async fn lock_unlinked_by_email(
         .optional()
 }
 
-/// Whether another user of the account (any status) has this email. Should move to
-/// `db/users.rs`.
+/// Whether a user of the account other than `except` (any status) has this email. Should move
+/// to `db/users.rs`.
 async fn email_taken(
     conn: &mut AsyncPgConnection,
     account_id: Uuid,
     email: &str,
-    except: Option<Uuid>,
+    except: Uuid,
 ) -> QueryResult<bool> {
-    let mut query = users_table::table
-        .filter(users_table::account_id.eq(account_id))
-        .filter(users_table::email.eq(email))
-        .select(users_table::id)
-        .into_boxed();
-    if let Some(id) = except {
-        query = query.filter(users_table::id.ne(id));
-    }
-    diesel::select(diesel::dsl::exists(query))
-        .get_result(conn)
-        .await
+    diesel::select(diesel::dsl::exists(
+        users_table::table
+            .filter(users_table::account_id.eq(account_id))
+            .filter(users_table::email.eq(email))
+            .filter(users_table::id.ne(except)),
+    ))
+    .get_result(conn)
+    .await
 }
 
 /// Writes the Chatwoot-owned fields and the link, with `role`. Should move to `db/users.rs`.

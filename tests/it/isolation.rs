@@ -122,6 +122,11 @@ const ROUTES: &[Route] = &[
         body: NO_BODY,
     },
     Route {
+        method: "GET",
+        template: "/api/v1/accounts/{account_id}/usage",
+        body: NO_BODY,
+    },
+    Route {
         method: "PATCH",
         template: "/api/v1/accounts/{account_id}/entitlements",
         body: Some(r#"{"plan": "enterprise"}"#),

@@ -14,5 +14,7 @@ mod iam_access;
 mod iam_sessions;
 mod isolation;
 mod process;
+mod sso;
+mod tenancy;
 mod usage;
 mod websocket;

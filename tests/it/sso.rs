@@ -153,7 +153,12 @@ impl FakeChatwoot {
 }
 
 /// A profile shaped like Chatwoot's `GET /api/v1/profile` (accounts: id, name, role).
-fn chatwoot_profile(user_id: i64, email: &str, name: &str, accounts: &[(i64, &str, &str)]) -> Value {
+fn chatwoot_profile(
+    user_id: i64,
+    email: &str,
+    name: &str,
+    accounts: &[(i64, &str, &str)],
+) -> Value {
     let accounts: Vec<Value> = accounts
         .iter()
         .map(|(id, name, role)| {
@@ -169,8 +174,8 @@ fn chatwoot_profile(user_id: i64, email: &str, name: &str, accounts: &[(i64, &st
         "id": user_id, "provider": "email", "uid": email, "name": name,
         "available_name": name, "display_name": null,
         "avatar_url": "https://www.gravatar.com/avatar/0a1b2c?d=404",
-        "confirmed": true, "email": email, "account_id": accounts.first().map(|a| a["id"].clone()),
-        "pubsub_token": "pubsub-xyz", "role": accounts.first().map(|a| a["role"].clone()),
+        "confirmed": true, "email": email, "account_id": <[Value]>::first(&accounts).map(|a| a["id"].clone()),
+        "pubsub_token": "pubsub-xyz", "role": <[Value]>::first(&accounts).map(|a| a["role"].clone()),
         "type": "User", "ui_settings": {}, "message_signature": null,
         "access_token": "echoed-access-token", "accounts": accounts,
     })
@@ -261,7 +266,12 @@ async fn sso_creates_account_and_user_and_the_token_works() {
     let (app, fake) = start().await;
     fake.profile(
         "tok-ana",
-        &chatwoot_profile(41, "ana@acme.com", "Ana Souza", &[(7, "Acme", "administrator")]),
+        &chatwoot_profile(
+            41,
+            "ana@acme.com",
+            "Ana Souza",
+            &[(7, "Acme", "administrator")],
+        ),
     );
     let response = sso(&app, json!({ "sso_token": "tok-ana" })).await;
     assert_eq!(response.status(), 200);
@@ -272,11 +282,21 @@ async fn sso_creates_account_and_user_and_the_token_works() {
         .expect("refresh cookie")
         .to_owned();
     assert!(cookie.starts_with("wp_refresh=wpr_"), "{cookie}");
-    assert!(cookie.contains("HttpOnly") && cookie.contains("Path=/api/v1/auth"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("Path=/api/v1/auth"),
+        "{cookie}"
+    );
     let body: Value = response.json().await.expect("body");
-    assert!(body["token"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
-    assert!(body["refresh_token"].as_str().is_some_and(|t| t.starts_with("wpr_")));
-    assert!(body["expires_at"].as_str().is_some_and(|t| t.ends_with('Z')));
+    assert!(
+        body["token"].as_str().is_some_and(|t| !t.is_empty()),
+        "{body}"
+    );
+    assert!(body["refresh_token"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("wpr_")));
+    assert!(body["expires_at"]
+        .as_str()
+        .is_some_and(|t| t.ends_with('Z')));
     let user = &body["user"];
     assert_eq!(user["email"], "ana@acme.com");
     assert_eq!(user["name"], "Ana Souza");
@@ -337,7 +357,10 @@ async fn sso_creates_account_and_user_and_the_token_works() {
     )
     .await;
     let actions: Vec<&str> = audits.iter().filter_map(|a| a["action"].as_str()).collect();
-    assert_eq!(actions, ["account.created", "auth.sso.succeeded", "user.created"]);
+    assert_eq!(
+        actions,
+        ["account.created", "auth.sso.succeeded", "user.created"]
+    );
     assert!(audits.iter().all(|a| a["account_id"] == user["account_id"]));
     // Neither the token nor the profile's echoed access token is stored anywhere audited.
     let leaked = rows(
@@ -414,17 +437,23 @@ async fn upstream_refusals_are_invalid_token() {
         assert_error(response, 401, "INVALID_TOKEN").await;
     }
     assert_eq!(fake.seen_tokens(), ["tok-unknown", "tok-403", "tok-404"]);
-    assert!(rows(&app, "SELECT id FROM accounts WHERE chatwoot_account_id IS NOT NULL")
-        .await
-        .is_empty());
+    assert!(rows(
+        &app,
+        "SELECT id FROM accounts WHERE chatwoot_account_id IS NOT NULL"
+    )
+    .await
+    .is_empty());
     let audits = failed_audits(&app).await;
     assert_eq!(audits.len(), 3);
     assert!(audits.iter().all(|a| a["error_code"] == "INVALID_TOKEN"
         && a["result"] == "failure"
         && a["account_id"].is_null()));
-    assert!(rows(&app, "SELECT id FROM audit_log WHERE after::text LIKE '%tok-%'")
-        .await
-        .is_empty());
+    assert!(rows(
+        &app,
+        "SELECT id FROM audit_log WHERE after::text LIKE '%tok-%'"
+    )
+    .await
+    .is_empty());
 }
 
 #[actix_rt::test]
@@ -455,10 +484,16 @@ async fn upstream_failures_are_bad_gateway() {
         assert!(!body.to_string().contains(token), "{body}");
     }
     // The redirect was not followed.
-    assert_eq!(fake.state.lock().expect("fake state").redirect_target_hits, 0);
-    assert!(rows(&app, "SELECT id FROM users WHERE chatwoot_user_id IS NOT NULL")
-        .await
-        .is_empty());
+    assert_eq!(
+        fake.state.lock().expect("fake state").redirect_target_hits,
+        0
+    );
+    assert!(rows(
+        &app,
+        "SELECT id FROM users WHERE chatwoot_user_id IS NOT NULL"
+    )
+    .await
+    .is_empty());
 }
 
 #[actix_rt::test]
@@ -479,7 +514,10 @@ async fn a_slow_upstream_times_out_as_504() {
     let client = chatwoot::build_client(Duration::from_millis(500)).expect("client");
     let started = Instant::now();
     let outcome = chatwoot::profile_with(&client, &fake.url(), "tok-slow").await;
-    assert!(matches!(outcome, Err(ChatwootError::Timeout)), "{outcome:?}");
+    assert!(
+        matches!(outcome, Err(ChatwootError::Timeout)),
+        "{outcome:?}"
+    );
     assert!(started.elapsed() < Duration::from_millis(1400));
     let error = profile_error(ChatwootError::Timeout);
     assert_eq!(error.status_code().as_u16(), 504);
@@ -502,12 +540,18 @@ async fn an_account_not_in_the_profile_is_forbidden() {
     );
     let response = sso(&app, json!({ "sso_token": "tok-ana", "account_id": 8 })).await;
     assert_error(response, 403, "FORBIDDEN").await;
-    assert!(rows(&app, "SELECT id FROM accounts WHERE chatwoot_account_id IS NOT NULL")
-        .await
-        .is_empty());
-    assert!(rows(&app, "SELECT id FROM users WHERE chatwoot_user_id IS NOT NULL")
-        .await
-        .is_empty());
+    assert!(rows(
+        &app,
+        "SELECT id FROM accounts WHERE chatwoot_account_id IS NOT NULL"
+    )
+    .await
+    .is_empty());
+    assert!(rows(
+        &app,
+        "SELECT id FROM users WHERE chatwoot_user_id IS NOT NULL"
+    )
+    .await
+    .is_empty());
     let audits = failed_audits(&app).await;
     assert_eq!(audits.len(), 1);
     assert_eq!(audits[0]["error_code"], "FORBIDDEN");
@@ -533,9 +577,12 @@ async fn two_accounts_unchosen_is_a_conflict() {
         body["details"]["accounts"],
         json!([{ "id": 7, "name": "Acme" }, { "id": 8, "name": "Beta" }])
     );
-    assert!(rows(&app, "SELECT id FROM accounts WHERE chatwoot_account_id IS NOT NULL")
-        .await
-        .is_empty());
+    assert!(rows(
+        &app,
+        "SELECT id FROM accounts WHERE chatwoot_account_id IS NOT NULL"
+    )
+    .await
+    .is_empty());
 
     let body = sso_ok(&app, json!({ "sso_token": "tok-ana", "account_id": 8 })).await;
     assert_eq!(body["user"]["account_name"], "Beta");
@@ -545,7 +592,10 @@ async fn two_accounts_unchosen_is_a_conflict() {
         "SELECT chatwoot_account_id, name FROM accounts WHERE chatwoot_account_id IS NOT NULL",
     )
     .await;
-    assert_eq!(accounts, vec![json!({ "chatwoot_account_id": 8, "name": "Beta" })]);
+    assert_eq!(
+        accounts,
+        vec![json!({ "chatwoot_account_id": 8, "name": "Beta" })]
+    );
 }
 
 #[actix_rt::test]
@@ -594,8 +644,10 @@ async fn a_deactivated_user_is_forbidden() {
         &chatwoot_profile(41, "ana@acme.com", "Ana", &[(7, "Acme", "agent")]),
     );
     let first = sso_ok(&app, json!({ "sso_token": "tok-ana" })).await;
-    app.sql("UPDATE users SET status = 'inactive', deactivated_at = now() WHERE chatwoot_user_id = 41")
-        .await;
+    app.sql(
+        "UPDATE users SET status = 'inactive', deactivated_at = now() WHERE chatwoot_user_id = 41",
+    )
+    .await;
     let response = sso(&app, json!({ "sso_token": "tok-ana" })).await;
     assert_error(response, 403, "FORBIDDEN").await;
     let sessions = rows(
@@ -623,12 +675,18 @@ async fn account_creation_can_be_disabled() {
     );
     let response = sso(&app, json!({ "sso_token": "tok-ana" })).await;
     assert_error(response, 403, "FORBIDDEN").await;
-    assert!(rows(&app, "SELECT id FROM accounts WHERE chatwoot_account_id IS NOT NULL")
-        .await
-        .is_empty());
-    assert!(rows(&app, "SELECT id FROM users WHERE chatwoot_user_id IS NOT NULL")
-        .await
-        .is_empty());
+    assert!(rows(
+        &app,
+        "SELECT id FROM accounts WHERE chatwoot_account_id IS NOT NULL"
+    )
+    .await
+    .is_empty());
+    assert!(rows(
+        &app,
+        "SELECT id FROM users WHERE chatwoot_user_id IS NOT NULL"
+    )
+    .await
+    .is_empty());
 
     // A known account still signs in, and its name follows Chatwoot.
     let account = app.seed_account("Old name").await;
@@ -639,7 +697,11 @@ async fn account_creation_can_be_disabled() {
     let body = sso_ok(&app, json!({ "sso_token": "tok-ana" })).await;
     assert_eq!(body["user"]["account_id"], account.to_string());
     assert_eq!(body["user"]["account_name"], "Acme");
-    let names = rows(&app, &format!("SELECT name FROM accounts WHERE id = '{account}'")).await;
+    let names = rows(
+        &app,
+        &format!("SELECT name FROM accounts WHERE id = '{account}'"),
+    )
+    .await;
     assert_eq!(names, vec![json!({ "name": "Acme" })]);
 }
 
@@ -656,7 +718,12 @@ async fn suspended_deleted_and_platform_accounts_are_forbidden() {
     );
     fake.profile(
         "tok-9",
-        &chatwoot_profile(43, "root@hub.test", "Root", &[(9, "Platform", "administrator")]),
+        &chatwoot_profile(
+            43,
+            "root@hub.test",
+            "Root",
+            &[(9, "Platform", "administrator")],
+        ),
     );
     let suspended = app.seed_account("Acme").await;
     let deleted = app.seed_account("Beta").await;
@@ -670,9 +737,12 @@ async fn suspended_deleted_and_platform_accounts_are_forbidden() {
         let response = sso(&app, json!({ "sso_token": token })).await;
         assert_error(response, 403, "FORBIDDEN").await;
     }
-    assert!(rows(&app, "SELECT id FROM users WHERE chatwoot_user_id IS NOT NULL")
-        .await
-        .is_empty());
+    assert!(rows(
+        &app,
+        "SELECT id FROM users WHERE chatwoot_user_id IS NOT NULL"
+    )
+    .await
+    .is_empty());
     let super_admin = rows(
         &app,
         "SELECT role, chatwoot_user_id FROM users WHERE email = 'root@hub.test'",
@@ -695,7 +765,12 @@ async fn an_existing_user_is_linked_by_email_and_keeps_the_hub_role() {
     let user = app.seed_user(account, "ana@acme.com", "supervisor").await;
     fake.profile(
         "tok-ana",
-        &chatwoot_profile(41, "ANA@acme.com", "Ana Souza", &[(7, "Acme", "administrator")]),
+        &chatwoot_profile(
+            41,
+            "ANA@acme.com",
+            "Ana Souza",
+            &[(7, "Acme", "administrator")],
+        ),
     );
     let body = sso_ok(&app, json!({ "sso_token": "tok-ana" })).await;
     assert_eq!(body["user"]["id"], user.to_string());
@@ -728,10 +803,19 @@ async fn the_profile_is_refreshed_and_only_https_avatars_are_kept() {
     profile["avatar_url"] = json!("http://insecure.example.com/a.png");
     fake.profile("tok-ana", &profile);
     let first = sso_ok(&app, json!({ "sso_token": "tok-ana" })).await;
-    let avatar = rows(&app, "SELECT avatar_url FROM users WHERE chatwoot_user_id = 41").await;
+    let avatar = rows(
+        &app,
+        "SELECT avatar_url FROM users WHERE chatwoot_user_id = 41",
+    )
+    .await;
     assert_eq!(avatar, vec![json!({ "avatar_url": null })]);
 
-    let mut profile = chatwoot_profile(41, "ana.souza@acme.com", "Ana Souza", &[(7, "Acme Corp", "agent")]);
+    let mut profile = chatwoot_profile(
+        41,
+        "ana.souza@acme.com",
+        "Ana Souza",
+        &[(7, "Acme Corp", "agent")],
+    );
     profile["avatar_url"] = json!("https://cdn.example.com/ana.png");
     fake.profile("tok-ana", &profile);
     let second = sso_ok(&app, json!({ "sso_token": "tok-ana" })).await;
@@ -754,7 +838,11 @@ async fn the_profile_is_refreshed_and_only_https_avatars_are_kept() {
     profile["avatar_url"] = json!("");
     fake.profile("tok-ana", &profile);
     sso_ok(&app, json!({ "sso_token": "tok-ana" })).await;
-    let avatar = rows(&app, "SELECT avatar_url FROM users WHERE chatwoot_user_id = 41").await;
+    let avatar = rows(
+        &app,
+        "SELECT avatar_url FROM users WHERE chatwoot_user_id = 41",
+    )
+    .await;
     assert_eq!(avatar, vec![json!({ "avatar_url": null })]);
 }
 
@@ -796,4 +884,51 @@ async fn the_body_is_validated() {
     // 512 characters is the limit, not an error (Chatwoot refuses this one).
     let response = sso(&app, json!({ "sso_token": "x".repeat(512) })).await;
     assert_error(response, 401, "INVALID_TOKEN").await;
+}
+
+#[actix_rt::test]
+async fn concurrent_first_sign_ins_create_one_account_and_one_user() {
+    let (app, fake) = start().await;
+    fake.profile(
+        "tok-ana",
+        &chatwoot_profile(41, "ana@acme.com", "Ana", &[(7, "Acme", "agent")]),
+    );
+    let bodies = futures_util::future::join_all(
+        (0..4).map(|_| sso_ok(&app, json!({ "sso_token": "tok-ana" }))),
+    )
+    .await;
+    let user_id = &bodies[0]["user"]["id"];
+    assert!(bodies.iter().all(|b| &b["user"]["id"] == user_id));
+    let accounts = rows(
+        &app,
+        "SELECT id FROM accounts WHERE chatwoot_account_id = 7",
+    )
+    .await;
+    assert_eq!(accounts.len(), 1);
+    let users = rows(&app, "SELECT id FROM users WHERE chatwoot_user_id = 41").await;
+    assert_eq!(users.len(), 1);
+    let sessions = rows(&app, "SELECT id FROM sessions WHERE kind = 'sso'").await;
+    assert_eq!(sessions.len(), 4);
+}
+
+#[actix_rt::test]
+async fn the_route_is_in_the_openapi_document() {
+    let app = TestApp::start().await;
+    let doc: Value = app
+        .http
+        .get(app.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .expect("GET openapi.json")
+        .json()
+        .await
+        .expect("JSON document");
+    let post = &doc["paths"]["/api/v1/auth/sso"]["post"];
+    assert!(post.is_object(), "{}", doc["paths"]);
+    for status in ["200", "401", "403", "409", "502", "503", "504"] {
+        assert!(post["responses"][status].is_object(), "{status}: {post}");
+    }
+    let schema = &doc["components"]["schemas"]["SsoRequest"];
+    assert_eq!(schema["required"], json!(["sso_token"]), "{schema}");
+    assert_eq!(schema["properties"]["sso_token"]["type"], "string");
 }
