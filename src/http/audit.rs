@@ -412,11 +412,11 @@ pub async fn list(
     Ok(web::Json(page(rows, limit)))
 }
 
-/// `GET /api/v1/accounts/{account_id}/audit-log/{id}`: one row of the account; 404 when it
-/// does not exist or is another account's (or a platform row).
-#[utoipa::path(get, path = "/api/v1/accounts/{account_id}/audit-log/{id}", tag = "audit",
+/// `GET /api/v1/accounts/{account_id}/audit-log/{audit_id}`: one row of the account; 404
+/// when it does not exist or is another account's (or a platform row).
+#[utoipa::path(get, path = "/api/v1/accounts/{account_id}/audit-log/{audit_id}", tag = "audit",
     security(("bearer" = []), ("api_key" = [])),
-    params(("account_id" = Uuid, Path, description = "account"), ("id" = Uuid, Path, description = "audit row")),
+    params(("account_id" = Uuid, Path, description = "account"), ("audit_id" = Uuid, Path, description = "audit row id")),
     responses((status = 200, body = AuditEntryView), (status = 401, body = crate::error::ErrorBody),
         (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn get(

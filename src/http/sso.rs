@@ -436,11 +436,14 @@ async fn upsert_and_open(
             (user, false, linked, revoked)
         }
         None => {
-            // Quota: a new SSO user must fit the account's `max_agents` (tenancy.md §4: lock
-            // the entitlements row, count, 403 QUOTA_EXCEEDED when count ≥ limit). Plans and
-            // entitlements arrive with the tenancy issue; the check goes exactly here, before
-            // the insert, in this transaction (with that issue's helper, e.g.
-            // `entitlements::check_quota(conn, account_id, Limit::MaxAgents).await?`).
+            // A new SSO user must fit the account's `max_agents` (tenancy.md §4), checked
+            // under the entitlements lock in this transaction.
+            crate::db::entitlements::check_quota(
+                conn,
+                account_id,
+                crate::db::entitlements::Limit::MaxAgents,
+            )
+            .await?;
             match insert_sso_user(conn, account_id, identity).await? {
                 Some(user) => {
                     audit::record(

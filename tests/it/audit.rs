@@ -889,7 +889,7 @@ async fn unknown_query_parameters_are_a_400_naming_them() {
     let document = get_ok(&app, As::Bearer(&admin), "/api/v1/openapi.json", &[]).await;
     for path in [
         "/api/v1/accounts/{account_id}/audit-log",
-        "/api/v1/accounts/{account_id}/audit-log/{id}",
+        "/api/v1/accounts/{account_id}/audit-log/{audit_id}",
         "/admin/audit-log",
     ] {
         assert!(document["paths"][path]["get"].is_object(), "{path}");

@@ -396,6 +396,9 @@ async fn chatwoot_roles_map_to_admin_or_agent_never_super_admin() {
 
     let body = sso_ok(&app, json!({ "sso_token": "tok-agent" })).await;
     assert_eq!(body["user"]["role"], "agent");
+    // Three users: more than the free plan the new account starts on.
+    app.sql("UPDATE account_entitlements SET plan = 'starter'")
+        .await;
     let body = sso_ok(&app, json!({ "sso_token": "tok-admin" })).await;
     assert_eq!(body["user"]["role"], "admin");
     let body = sso_ok(&app, json!({ "sso_token": "tok-custom", "account_id": 7 })).await;
@@ -931,4 +934,45 @@ async fn the_route_is_in_the_openapi_document() {
     let schema = &doc["components"]["schemas"]["SsoRequest"];
     assert_eq!(schema["required"], json!(["sso_token"]), "{schema}");
     assert_eq!(schema["properties"]["sso_token"]["type"], "string");
+}
+
+#[actix_rt::test]
+async fn a_new_sso_user_beyond_max_agents_is_refused() {
+    let (app, fake) = start().await;
+    // A new account starts on the free plan: two active users.
+    for (n, token) in ["tok-1", "tok-2", "tok-3"].iter().enumerate() {
+        fake.profile(
+            token,
+            &chatwoot_profile(
+                100 + n as i64,
+                &format!("user{n}@acme.com"),
+                "User",
+                &[(7, "Acme", "agent")],
+            ),
+        );
+    }
+    assert_eq!(
+        sso(&app, json!({ "sso_token": "tok-1" })).await.status(),
+        200
+    );
+    assert_eq!(
+        sso(&app, json!({ "sso_token": "tok-2" })).await.status(),
+        200
+    );
+    let third = sso(&app, json!({ "sso_token": "tok-3" })).await;
+    let body = assert_error(third, 403, "QUOTA_EXCEEDED").await;
+    assert_eq!(body["details"]["limit"], "max_agents");
+    assert_eq!(
+        (
+            body["details"]["max"].as_i64(),
+            body["details"]["current"].as_i64()
+        ),
+        (Some(2), Some(2))
+    );
+    // Existing users still sign in.
+    assert_eq!(
+        sso(&app, json!({ "sso_token": "tok-1" })).await.status(),
+        200
+    );
+    app.stop().await;
 }

@@ -921,9 +921,6 @@ async fn settings_are_shown_to_admins_only() {
 }
 
 #[actix_rt::test]
-#[ignore = "server bug: API keys and instance tokens get 403 on GET /api/v1/accounts/{a} \
-            (src/auth/policy.rs rule_for: AccountRead = rule(Agent, None, Any), and authorize \
-            refuses any scoped principal when the rule has no scope; tenancy.md §2: any principal)"]
 async fn keys_and_instance_tokens_read_their_account_without_settings() {
     let app = start().await;
     let acme = tenant(&app, "Acme", "admin@acme.test").await;
