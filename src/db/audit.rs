@@ -168,6 +168,25 @@ pub async fn record(
         .map(|_| ())
 }
 
+/// Writes one audit row in its own transaction, for events that are not part of a change
+/// (failed sign-ins, denials). A failure to write is logged, not returned: the caller is
+/// already answering an error.
+pub async fn record_alone(db: &super::Database, context: AuditContext, event: AuditEvent<'static>) {
+    let action = event.action;
+    let scope = super::PlatformScope::system();
+    let result = super::platform_tx(db, scope, |conn| {
+        Box::pin(async move {
+            record(conn, &context, event)
+                .await
+                .map_err(super::DbError::from)
+        })
+    })
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, action, "could not write an audit row");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -295,8 +295,7 @@ pub async fn login(
     Ok(signed_in(&state, issued, SignedInUser::new(user, account)))
 }
 
-/// Writes a platform audit row about an anonymous sign-in attempt (its own transaction; a
-/// failure to write it is logged, not returned: the caller is answering an error already).
+/// Writes a platform audit row about an anonymous sign-in attempt.
 async fn audit_platform(
     state: &AppState,
     context: &RequestContext,
@@ -304,28 +303,17 @@ async fn audit_platform(
     email: &str,
     code: &'static str,
 ) {
-    let audit_context = context.anonymous();
-    let after = json!({ "email": email });
-    let result = db::platform_tx(&state.db, db::PlatformScope::system(), |conn| {
-        Box::pin(async move {
-            let event = AuditEvent {
-                account_id: None,
-                action,
-                resource_type: Some("user"),
-                resource_id: None,
-                before: None,
-                after: Some(after),
-                result: "failure",
-                error_code: Some(code),
-            };
-            audit::record(conn, &audit_context, event).await?;
-            Ok::<_, ApiError>(())
-        })
-    })
-    .await;
-    if let Err(e) = result {
-        tracing::warn!(error = %e, action, "could not write an audit row");
-    }
+    let event = AuditEvent {
+        account_id: None,
+        action,
+        resource_type: Some("user"),
+        resource_id: None,
+        before: None,
+        after: Some(json!({ "email": email })),
+        result: "failure",
+        error_code: Some(code),
+    };
+    audit::record_alone(&state.db, context.anonymous(), event).await;
 }
 
 /// `POST /api/v1/auth/refresh` body (the cookie may carry the token instead; the body wins).

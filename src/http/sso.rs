@@ -32,7 +32,7 @@ use uuid::Uuid;
 use crate::auth::policy::Role;
 use crate::auth::signin;
 use crate::db::accounts::{self, Account};
-use crate::db::audit::{self, AuditContext, AuditEvent};
+use crate::db::audit::{self, AuditEvent};
 use crate::db::schema::{accounts as accounts_table, users as users_table};
 use crate::db::users::{self, User};
 use crate::db::{self, sessions};
@@ -565,42 +565,29 @@ async fn refresh_user(
     Ok((updated, revoked))
 }
 
-/// Writes a platform audit row `auth.sso.failed` (its own transaction; a failure to write it
-/// is logged, not returned: the caller is answering an error already). Same shape as password
-/// login's failure rows, plus the Chatwoot ids; the token is never part of it.
+/// Writes a platform audit row `auth.sso.failed`: the same shape as password login's failure
+/// rows, plus the Chatwoot ids; the token is never part of it.
 async fn audit_failure(
     state: &AppState,
     context: &RequestContext,
     attempt: &Attempt,
     code: &'static str,
 ) {
-    let audit_context: AuditContext = context.anonymous();
-    let account_id = attempt.account_id;
-    let after = json!({
-        "email": attempt.email,
-        "chatwoot_user_id": attempt.chatwoot_user_id,
-        "chatwoot_account_id": attempt.chatwoot_account_id,
-    });
-    let result = db::platform_tx(&state.db, db::PlatformScope::system(), |conn| {
-        Box::pin(async move {
-            let event = AuditEvent {
-                account_id,
-                action: "auth.sso.failed",
-                resource_type: Some("user"),
-                resource_id: None,
-                before: None,
-                after: Some(after),
-                result: "failure",
-                error_code: Some(code),
-            };
-            audit::record(conn, &audit_context, event).await?;
-            Ok::<_, ApiError>(())
-        })
-    })
-    .await;
-    if let Err(e) = result {
-        tracing::warn!(error = %e, "could not write an audit row");
-    }
+    let event = AuditEvent {
+        account_id: attempt.account_id,
+        action: "auth.sso.failed",
+        resource_type: Some("user"),
+        resource_id: None,
+        before: None,
+        after: Some(json!({
+            "email": attempt.email,
+            "chatwoot_user_id": attempt.chatwoot_user_id,
+            "chatwoot_account_id": attempt.chatwoot_account_id,
+        })),
+        result: "failure",
+        error_code: Some(code),
+    };
+    audit::record_alone(&state.db, context.anonymous(), event).await;
 }
 
 // Queries. They belong in `db/accounts.rs` and `db/users.rs` and move there when those files
