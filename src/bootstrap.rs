@@ -76,6 +76,7 @@ pub async fn first_start(
                     name: PLATFORM_ACCOUNT_NAME,
                     is_platform: true,
                     chatwoot_account_id: None,
+                    locale: None,
                 },
             )
             .await?;

@@ -85,6 +85,9 @@ pub enum AdminCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Apply migrations, then the audit log's retention: create the coming monthly
+    /// partitions and drop those older than `WHATPRO_AUDIT_RETENTION_DAYS`.
+    Maintenance,
 }
 
 /// `openapi` subcommands.
@@ -181,6 +184,18 @@ async fn run(command: Option<Command>, config: Config) -> i32 {
             })
             .await
         }
+        Command::Admin {
+            action: AdminCommand::Maintenance,
+        } => {
+            let retention_days = config.audit_retention_days;
+            with_database(&config, |target| async move {
+                db::run_migrations(&target).await?;
+                let report = crate::maintenance::run(&target, retention_days).await?;
+                print!("{report}");
+                Ok(())
+            })
+            .await
+        }
         Command::Openapi { .. } => 0,
     }
 }
@@ -265,6 +280,7 @@ async fn create_super_admin(
                             name: crate::bootstrap::PLATFORM_ACCOUNT_NAME,
                             is_platform: true,
                             chatwoot_account_id: None,
+                            locale: None,
                         },
                     )
                     .await?

@@ -213,6 +213,8 @@ pub struct Tuning {
     pub tenant_idle_timeout: Duration,
     /// How often tenant supervisors flush usage counters (default 60 s).
     pub usage_flush_interval: Duration,
+    /// How often a tenant's SLA timer checks its boards (default 60 s).
+    pub sla_check_interval: Duration,
     /// actix-web worker threads (default: the number of CPUs, at least 1).
     pub http_workers: usize,
 }
@@ -227,6 +229,7 @@ impl Default for Tuning {
             ws_outbound_max_bytes: 4 * 1024 * 1024,
             tenant_idle_timeout: Duration::from_secs(5 * 60),
             usage_flush_interval: Duration::from_secs(60),
+            sla_check_interval: Duration::from_secs(60),
             http_workers: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1)

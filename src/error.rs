@@ -94,6 +94,14 @@ pub enum ApiError {
     /// 422: a business rule.
     #[error("{0}")]
     Unprocessable(Cow<'static, str>),
+    /// 422 with details (`open_item_ids`, ...).
+    #[error("{message}")]
+    UnprocessableWith {
+        /// Reason.
+        message: Cow<'static, str>,
+        /// Extra details.
+        details: Value,
+    },
     /// 429 with `Retry-After`.
     #[error("too many requests")]
     RateLimited {
@@ -209,7 +217,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             ApiError::HeadersTooLarge => "HEADERS_TOO_LARGE",
             ApiError::MethodNotAllowed => "METHOD_NOT_ALLOWED",
-            ApiError::Unprocessable(_) => "UNPROCESSABLE",
+            ApiError::Unprocessable(_) | ApiError::UnprocessableWith { .. } => "UNPROCESSABLE",
             ApiError::RateLimited { .. } => "RATE_LIMITED",
             ApiError::Unavailable(_) => "UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL",
@@ -224,7 +232,8 @@ impl ApiError {
             }
             ApiError::ScopeMissing(scope) => Some(serde_json::json!({ "required_scope": scope })),
             ApiError::FeatureDisabled(feature) => Some(serde_json::json!({ "feature": feature })),
-            ApiError::QuotaExceeded { details, .. } => Some(details.clone()),
+            ApiError::QuotaExceeded { details, .. }
+            | ApiError::UnprocessableWith { details, .. } => Some(details.clone()),
             _ => None,
         }
     }
@@ -259,7 +268,9 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unprocessable(_) | ApiError::UnprocessableWith { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -25,6 +25,8 @@ pub mod db;
 pub mod error;
 pub mod http;
 pub mod integrations;
+pub mod kanban;
+pub mod maintenance;
 pub mod metrics;
 pub mod server;
 pub mod state;

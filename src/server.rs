@@ -18,7 +18,7 @@ use actix_web::{web, App, HttpServer};
 use tracing_actix_web::TracingLogger;
 use uuid::Uuid;
 use whatpro_actors::outbound::close_code;
-use whatpro_actors::{CloseFrame, EventBus, RegistryConfig, TenantRegistry};
+use whatpro_actors::{CloseFrame, EventBus, Ports, RegistryConfig, TenantRegistry};
 
 use crate::auth::revocation::RevocationCache;
 use crate::auth::TokenService;
@@ -160,15 +160,21 @@ pub async fn start_with_database(
         tracing::info!(account_id = %b.account_id, "first start: created the platform account and its super_admin");
     }
 
-    let registry = TenantRegistry::with_usage_sink(
+    let registry = TenantRegistry::with_ports(
         RegistryConfig {
             idle_timeout: config.tuning.tenant_idle_timeout,
             arbiters: config.tuning.http_workers.clamp(1, 4),
             send_timeout: Duration::from_secs(5),
             usage_flush_interval: config.tuning.usage_flush_interval,
+            sla_check_interval: config.tuning.sla_check_interval,
         },
         Arc::new(Default::default()),
-        Some(Arc::new(crate::usage::DbUsageSink::new(database.clone()))),
+        Ports {
+            usage: Some(Arc::new(crate::usage::DbUsageSink::new(database.clone()))),
+            boards: Some(Arc::new(crate::kanban::store::DbBoardStore::new(
+                database.clone(),
+            ))),
+        },
     );
     let config = Arc::new(config);
     let revocations = RevocationCache::default();

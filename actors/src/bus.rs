@@ -13,6 +13,7 @@ use actix::Message;
 use bytestring::ByteString;
 use uuid::Uuid;
 
+use crate::board::CardAudience;
 use crate::registry::TenantRegistry;
 use crate::stats::{RuntimeStats, EVENT_KINDS};
 
@@ -59,6 +60,20 @@ pub struct Event {
     /// Ephemeral events (typing, presence) are dropped for sessions whose queue is over half
     /// full, instead of being queued.
     pub ephemeral: bool,
+    /// Who gets `frame` and who a stand-in (`seq.skip`, `card.deleted`).
+    pub audience: Audience,
+    /// The topic ends with this event (`board.deleted`): its subscriptions are dropped and
+    /// each subscriber is told `unsubscribed` with reason `deleted`.
+    pub ends_topic: bool,
+}
+
+/// Which subscribers of the topic get the event's frame.
+#[derive(Debug, Clone)]
+pub enum Audience {
+    /// Every subscriber.
+    All,
+    /// A card event on a scoped board: each subscriber's card scope decides.
+    Cards(Arc<CardAudience>),
 }
 
 impl Event {
@@ -73,6 +88,8 @@ impl Event {
             topic,
             frame: serde_json::to_string(payload)?.into(),
             ephemeral: false,
+            audience: Audience::All,
+            ends_topic: false,
         })
     }
 }

@@ -8,6 +8,8 @@
 //!   timers.
 //! - [`session::WsSession`] is one websocket connection: heartbeats, client ops, and the
 //!   bounded outbound queue of [`outbound`] that closes slow consumers.
+//! - [`board::BoardActor`] is the single writer of one board: it runs each write through the
+//!   [`board::BoardStore`] port and publishes the committed events.
 //! - [`bus::EventBus`] carries an event, serialized once, to the sessions that want it.
 //! - [`protocol`] holds the websocket frame shapes; [`stats`] the counters the server exports;
 //!   [`usage`] the per-tenant usage counters and the port they are flushed through.
@@ -16,6 +18,7 @@
 //! socket and a [`session::WsSession`]; persistence and outside systems reach actors through
 //! port traits that the server implements.
 
+pub mod board;
 pub mod bus;
 pub mod outbound;
 pub mod protocol;
@@ -25,10 +28,11 @@ pub mod stats;
 pub mod supervisor;
 pub mod usage;
 
-pub use bus::{Event, EventBus, Topic};
+pub use board::{BoardEvent, BoardKey, BoardStore, CardAudience, CardScope, StoreOutcome};
+pub use bus::{Audience, Event, EventBus, Topic};
 pub use outbound::{CloseFrame, OutFrame, Outbound, OutboundLimits, OutboundReceiver};
-pub use registry::{RegistryConfig, TenantRegistry, TenantSend};
-pub use session::{SessionConfig, SessionIdentity, WsSession};
+pub use registry::{Ports, RegistryConfig, TenantRegistry, TenantSend};
+pub use session::{BoardGrant, Refusal, SessionConfig, SessionIdentity, TopicAccess, WsSession};
 pub use stats::RuntimeStats;
 pub use supervisor::{TenantFacts, TenantSnapshot, TenantSupervisor, TimerSnapshot};
 pub use usage::{UsageDelta, UsageSink};

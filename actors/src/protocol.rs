@@ -16,6 +16,54 @@ pub mod error_code {
     pub const BAD_REQUEST: &str = "BAD_REQUEST";
     /// A field of a known op is missing or out of bounds.
     pub const VALIDATION_ERROR: &str = "VALIDATION_ERROR";
+    /// The topic does not exist in the session's tenant.
+    pub const NOT_FOUND: &str = "NOT_FOUND";
+    /// The principal may not use the topic.
+    pub const FORBIDDEN: &str = "FORBIDDEN";
+    /// The principal lacks the scope the topic needs.
+    pub const SCOPE_MISSING: &str = "SCOPE_MISSING";
+    /// The module is off for the tenant.
+    pub const FEATURE_DISABLED: &str = "FEATURE_DISABLED";
+    /// A business rule (too many subscriptions).
+    pub const UNPROCESSABLE: &str = "UNPROCESSABLE";
+    /// The server could not answer now.
+    pub const UNAVAILABLE: &str = "UNAVAILABLE";
+}
+
+/// A topic a client names in `sub`/`unsub`: `board:<id>`, `room:<id>` (or `room_id`),
+/// `instances:<account_id>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicName {
+    /// `board:<id>`.
+    Board(Uuid),
+    /// `room:<id>`.
+    Room(Uuid),
+    /// `instances:<account_id>`.
+    Instances(Uuid),
+}
+
+impl TopicName {
+    /// Parses `kind:<uuid>`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (kind, id) = text.split_once(':')?;
+        let id = Uuid::parse_str(id).ok()?;
+        match kind {
+            "board" => Some(TopicName::Board(id)),
+            "room" => Some(TopicName::Room(id)),
+            "instances" => Some(TopicName::Instances(id)),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for TopicName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TopicName::Board(id) => write!(f, "board:{id}"),
+            TopicName::Room(id) => write!(f, "room:{id}"),
+            TopicName::Instances(id) => write!(f, "instances:{id}"),
+        }
+    }
 }
 
 /// A client op, parsed and validated.
@@ -25,6 +73,16 @@ pub enum ClientOp {
     Ping {
         /// The client's number, echoed unchanged.
         t: Number,
+    },
+    /// `{"op":"sub","topic":…}` or `{"op":"sub","room_id":…}`.
+    Sub {
+        /// The topic.
+        topic: TopicName,
+    },
+    /// `{"op":"unsub","topic":…}` or `{"op":"unsub","room_id":…}`.
+    Unsub {
+        /// The topic.
+        topic: TopicName,
     },
 }
 
@@ -54,6 +112,25 @@ pub struct FrameError {
 #[serde(deny_unknown_fields)]
 struct PingFields {
     t: Number,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopicFields {
+    topic: Option<String>,
+    room_id: Option<Uuid>,
+}
+
+impl TopicFields {
+    fn topic(self) -> Result<TopicName, String> {
+        match (self.topic, self.room_id) {
+            (Some(topic), None) => TopicName::parse(&topic).ok_or_else(|| {
+                "topic must be board:<id>, room:<id> or instances:<account_id>".to_owned()
+            }),
+            (None, Some(room)) => Ok(TopicName::Room(room)),
+            _ => Err("send exactly one of topic and room_id".to_owned()),
+        }
+    }
 }
 
 /// Parses one text frame from a client.
@@ -97,6 +174,23 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
             Ok(f) => ClientOp::Ping { t: f.t },
             Err(e) => return Err(invalid(e, &op, reference)),
         },
+        "sub" | "unsub" => {
+            let topic = serde_json::from_value::<TopicFields>(fields)
+                .map_err(|e| e.to_string())
+                .and_then(TopicFields::topic);
+            match topic {
+                Ok(topic) if op == "sub" => ClientOp::Sub { topic },
+                Ok(topic) => ClientOp::Unsub { topic },
+                Err(message) => {
+                    return Err(FrameError {
+                        code: error_code::VALIDATION_ERROR,
+                        message,
+                        op: Some(op),
+                        reference,
+                    })
+                }
+            }
+        }
         _ => {
             let message = format!("unknown op: {}", truncate(&op, 64));
             return Err(bad(message, Some(truncate(&op, 64)), reference));
@@ -153,7 +247,83 @@ pub enum SessionEvent<'a> {
         /// The client's `ref`.
         #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
         reference: Option<&'a str>,
+        /// The topic the error is about.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        topic: Option<String>,
     },
+    /// A `sub` succeeded.
+    #[serde(rename = "subscribed")]
+    Subscribed {
+        /// The topic.
+        topic: String,
+        /// The board, for a board topic.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        board_id: Option<Uuid>,
+        /// The room, for a room topic.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room_id: Option<Uuid>,
+        /// The topic's seq now (none for `instances:`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        current_seq: Option<i64>,
+        /// The client's `ref`.
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a str>,
+    },
+    /// A subscription ended.
+    #[serde(rename = "unsubscribed")]
+    Unsubscribed {
+        /// The topic.
+        topic: String,
+        /// The board, for a board topic.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        board_id: Option<Uuid>,
+        /// The room, for a room topic.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room_id: Option<Uuid>,
+        /// `requested`, `removed`, `deleted`, `feature_disabled` or `revoked`.
+        reason: &'a str,
+        /// The client's `ref`.
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a str>,
+    },
+}
+
+/// The `subscribed` frame for `topic`.
+pub fn subscribed(
+    topic: TopicName,
+    current_seq: Option<i64>,
+    reference: Option<&str>,
+) -> ByteString {
+    let (board_id, room_id) = ids_of(topic);
+    SessionEvent::Subscribed {
+        topic: topic.to_string(),
+        board_id,
+        room_id,
+        current_seq,
+        reference,
+    }
+    .encode()
+}
+
+/// The `unsubscribed` frame for `topic`.
+pub fn unsubscribed(topic: TopicName, reason: &str, reference: Option<&str>) -> ByteString {
+    let (board_id, room_id) = ids_of(topic);
+    SessionEvent::Unsubscribed {
+        topic: topic.to_string(),
+        board_id,
+        room_id,
+        reason,
+        reference,
+    }
+    .encode()
+}
+
+fn ids_of(topic: TopicName) -> (Option<Uuid>, Option<Uuid>) {
+    match topic {
+        TopicName::Board(id) => (Some(id), None),
+        TopicName::Room(id) => (None, Some(id)),
+        TopicName::Instances(_) => (None, None),
+    }
 }
 
 impl SessionEvent<'_> {
@@ -172,6 +342,7 @@ impl FrameError {
             message: &self.message,
             op: self.op.as_deref(),
             reference: self.reference.as_deref(),
+            topic: None,
         }
         .encode()
     }
@@ -185,7 +356,9 @@ mod tests {
     fn ping_parses_and_keeps_t_and_ref() {
         let frame = parse_client_frame(r#"{"op":"ping","t":12345678901,"ref":"a1"}"#).unwrap();
         assert_eq!(frame.reference.as_deref(), Some("a1"));
-        let ClientOp::Ping { t } = &frame.op;
+        let ClientOp::Ping { t } = &frame.op else {
+            panic!("not a ping")
+        };
         let pong = SessionEvent::Pong {
             t,
             reference: frame.reference.as_deref(),

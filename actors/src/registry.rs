@@ -16,6 +16,7 @@ use actix::dev::ToEnvelope;
 use actix::{Actor, Addr, Arbiter, ArbiterHandle, Handler, MailboxError, Message};
 use uuid::Uuid;
 
+use crate::board::BoardStore;
 use crate::outbound::CloseFrame;
 use crate::stats::RuntimeStats;
 use crate::supervisor::{Shutdown, TenantSupervisor};
@@ -32,6 +33,8 @@ pub struct RegistryConfig {
     pub send_timeout: Duration,
     /// How often supervisors flush usage counters (tenancy.md §5: at least every 60 s).
     pub usage_flush_interval: Duration,
+    /// How often supervisors sweep their boards for SLA breaches (kanban.md: 60 s).
+    pub sla_check_interval: Duration,
 }
 
 impl Default for RegistryConfig {
@@ -41,6 +44,7 @@ impl Default for RegistryConfig {
             arbiters: 1,
             send_timeout: Duration::from_secs(5),
             usage_flush_interval: Duration::from_secs(60),
+            sla_check_interval: Duration::from_secs(60),
         }
     }
 }
@@ -64,8 +68,18 @@ struct Inner {
     arbiters: Vec<Arbiter>,
     config: RegistryConfig,
     stats: Arc<RuntimeStats>,
-    usage_sink: Option<Arc<dyn UsageSink>>,
+    ports: Ports,
     closing: AtomicBool,
+}
+
+/// The ports the tenant actors persist through, implemented by the server. A missing port
+/// turns its work off (actor unit tests run without them).
+#[derive(Clone, Default)]
+pub struct Ports {
+    /// Where usage counters are flushed.
+    pub usage: Option<Arc<dyn UsageSink>>,
+    /// Where board writes run.
+    pub boards: Option<Arc<dyn BoardStore>>,
 }
 
 /// Shared handle to the process's tenant registry.
@@ -77,15 +91,11 @@ pub struct TenantRegistry {
 impl TenantRegistry {
     /// Creates the registry and its arbiters. Must run inside an actix `System`.
     pub fn new(config: RegistryConfig, stats: Arc<RuntimeStats>) -> Self {
-        Self::with_usage_sink(config, stats, None)
+        Self::with_ports(config, stats, Ports::default())
     }
 
-    /// A registry whose supervisors flush usage through `usage_sink`.
-    pub fn with_usage_sink(
-        config: RegistryConfig,
-        stats: Arc<RuntimeStats>,
-        usage_sink: Option<Arc<dyn UsageSink>>,
-    ) -> Self {
+    /// A registry whose actors persist through `ports`.
+    pub fn with_ports(config: RegistryConfig, stats: Arc<RuntimeStats>, ports: Ports) -> Self {
         let arbiters = (0..config.arbiters.max(1))
             .map(|_| Arbiter::new())
             .collect();
@@ -95,7 +105,7 @@ impl TenantRegistry {
                 arbiters,
                 config,
                 stats,
-                usage_sink,
+                ports,
                 closing: AtomicBool::new(false),
             }),
         }
@@ -108,7 +118,12 @@ impl TenantRegistry {
 
     /// The usage port, if any.
     pub(crate) fn usage_sink(&self) -> Option<Arc<dyn UsageSink>> {
-        self.inner.usage_sink.clone()
+        self.inner.ports.usage.clone()
+    }
+
+    /// The board store, if any.
+    pub(crate) fn board_store(&self) -> Option<Arc<dyn BoardStore>> {
+        self.inner.ports.boards.clone()
     }
 
     /// The registry's settings.

@@ -8,7 +8,10 @@
 //! the connection on missed pongs (4000) or repeated invalid frames (1008).
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message};
@@ -16,10 +19,15 @@ use bytestring::ByteString;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::board::CardScope;
+use crate::bus::Topic;
 use crate::outbound::{close_code, CloseFrame, Outbound};
-use crate::protocol::{parse_client_frame, ClientOp, SessionEvent};
+use crate::protocol::{self, error_code, parse_client_frame, ClientOp, SessionEvent, TopicName};
 use crate::registry::TenantRegistry;
-use crate::supervisor::{Connect, Disconnect, TenantSupervisor};
+use crate::supervisor::{
+    Connect, Disconnect, Subscribe, SubscribeResult, TenantSupervisor, Unsubscribe,
+    MAX_SUBSCRIPTIONS,
+};
 
 /// Invalid frames tolerated per minute before the session is closed with 1008.
 const MAX_INVALID_FRAMES_PER_MINUTE: usize = 10;
@@ -37,6 +45,34 @@ pub struct SessionIdentity {
     pub credentials: Vec<Uuid>,
     /// When the credential expires.
     pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// The port that decides whether a session may subscribe to a topic, implemented by the
+/// server with the session's principal (the board's tenant, the feature flag, scopes, roles).
+pub trait TopicAccess: Send + Sync + 'static {
+    /// Authorizes `board:{board_id}`: the board's current seq and the cards the session sees.
+    fn board(
+        &self,
+        board_id: Uuid,
+    ) -> Pin<Box<dyn Future<Output = Result<BoardGrant, Refusal>> + Send>>;
+}
+
+/// A granted board subscription.
+#[derive(Debug, Clone)]
+pub struct BoardGrant {
+    /// The board's seq when access was checked.
+    pub current_seq: i64,
+    /// The cards the session may see.
+    pub scope: CardScope,
+}
+
+/// A refused op: an `error` event's code and message.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// A conventions.md code (`NOT_FOUND`, `FORBIDDEN`, `SCOPE_MISSING`, ...).
+    pub code: &'static str,
+    /// Human-readable reason.
+    pub message: String,
 }
 
 /// Heartbeat settings.
@@ -64,6 +100,7 @@ pub struct WsSession {
     outbound: Outbound,
     registry: TenantRegistry,
     supervisor: Addr<TenantSupervisor>,
+    access: Arc<dyn TopicAccess>,
     unanswered_pings: u32,
     invalid_frames: VecDeque<Instant>,
 }
@@ -76,6 +113,7 @@ impl WsSession {
         outbound: Outbound,
         registry: TenantRegistry,
         supervisor: Addr<TenantSupervisor>,
+        access: Arc<dyn TopicAccess>,
     ) -> Self {
         Self {
             identity,
@@ -83,6 +121,7 @@ impl WsSession {
             outbound,
             registry,
             supervisor,
+            access,
             unanswered_pings: 0,
             invalid_frames: VecDeque::new(),
         }
@@ -116,6 +155,59 @@ impl WsSession {
                 self.register();
             }
         }
+    }
+
+    /// `sub`: authorizes through the access port, then registers with the supervisor, which
+    /// queues `subscribed` ahead of the topic's next event.
+    fn subscribe(&self, ctx: &mut Context<Self>, topic: TopicName, reference: Option<String>) {
+        let outbound = self.outbound.clone();
+        let supervisor = self.supervisor.clone();
+        let access = self.access.clone();
+        let session_id = self.identity.session_id;
+        ctx.spawn(actix::fut::wrap_future(async move {
+            let refuse = |code: &str, message: &str| {
+                outbound.offer(&op_error(code, message, "sub", reference.as_deref(), topic));
+            };
+            let TopicName::Board(board_id) = topic else {
+                refuse(error_code::NOT_FOUND, "no such topic");
+                return;
+            };
+            let grant = match access.board(board_id).await {
+                Ok(grant) => grant,
+                Err(refusal) => return refuse(refusal.code, &refusal.message),
+            };
+            let confirmation =
+                protocol::subscribed(topic, Some(grant.current_seq), reference.as_deref());
+            let subscribe = Subscribe {
+                session_id,
+                topic: Topic::Board(board_id),
+                scope: grant.scope,
+                confirmation,
+            };
+            match supervisor.send(subscribe).await {
+                Ok(SubscribeResult::Subscribed) => {}
+                Ok(SubscribeResult::TooMany) => refuse(
+                    error_code::UNPROCESSABLE,
+                    &format!("a session holds at most {MAX_SUBSCRIPTIONS} subscriptions"),
+                ),
+                Ok(SubscribeResult::UnknownSession) | Err(_) => {
+                    refuse(error_code::UNAVAILABLE, "try again")
+                }
+            }
+        }));
+    }
+
+    fn unsubscribe(&self, topic: TopicName, reference: Option<&str>) {
+        let topic_key = match topic {
+            TopicName::Board(id) => Topic::Board(id),
+            TopicName::Room(id) => Topic::Room(id),
+            TopicName::Instances(_) => Topic::Instances,
+        };
+        self.supervisor.do_send(Unsubscribe {
+            session_id: self.identity.session_id,
+            topic: topic_key,
+            confirmation: protocol::unsubscribed(topic, "requested", reference),
+        });
     }
 
     fn refuse_frame(&mut self, ctx: &mut Context<Self>, event: ByteString) {
@@ -188,6 +280,8 @@ impl Handler<ClientText> for WsSession {
                     };
                     self.outbound.offer(&pong.encode());
                 }
+                ClientOp::Sub { topic } => self.subscribe(ctx, *topic, frame.reference),
+                ClientOp::Unsub { topic } => self.unsubscribe(*topic, frame.reference.as_deref()),
             },
             Err(error) => self.refuse_frame(ctx, error.to_event()),
         }
@@ -231,4 +325,22 @@ impl Handler<CloseSession> for WsSession {
     fn handle(&mut self, msg: CloseSession, ctx: &mut Context<Self>) {
         self.close(ctx, msg.0.code, msg.0.reason);
     }
+}
+
+/// An `error` event about one op on one topic.
+fn op_error(
+    code: &str,
+    message: &str,
+    op: &str,
+    reference: Option<&str>,
+    topic: TopicName,
+) -> ByteString {
+    SessionEvent::Error {
+        code,
+        message,
+        op: Some(op),
+        reference,
+        topic: Some(topic.to_string()),
+    }
+    .encode()
 }

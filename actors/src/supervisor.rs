@@ -7,13 +7,18 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message, MessageResult};
+use actix::{
+    Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, MessageResult,
+    ResponseFuture,
+};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::bus::{Event, Topic};
+use crate::board::{BoardActor, BoardKey, BoardUnavailable, BoardWrite, CardScope};
+use crate::bus::{Audience, Event, EventBus, Topic};
 use crate::outbound::{CloseFrame, Outbound};
+use crate::protocol::TopicName;
 use crate::registry::TenantRegistry;
 use crate::usage::{UsageCounters, UsageDelta};
 use actix::ActorFutureExt;
@@ -67,10 +72,13 @@ pub struct TenantSupervisor {
     idle_timeout: Duration,
     idle_since: Option<Instant>,
     sessions: HashMap<Uuid, SessionEntry>,
-    subscribers: HashMap<Topic, HashSet<Uuid>>,
+    /// Per topic, its subscribed sessions and the card scope each reads with.
+    subscribers: HashMap<Topic, HashMap<Uuid, CardScope>>,
+    boards: HashMap<Uuid, Addr<BoardActor>>,
     timers: Vec<TimerSnapshot>,
     usage: UsageCounters,
     facts: Option<TenantFacts>,
+    sweeping: bool,
 }
 
 /// Tenant facts that hot paths need, cached by the supervisor (tenancy.md §4): the effective
@@ -99,9 +107,11 @@ impl TenantSupervisor {
             idle_since: Some(Instant::now()),
             sessions: HashMap::new(),
             subscribers: HashMap::new(),
+            boards: HashMap::new(),
             timers: Vec::new(),
             usage: UsageCounters::default(),
             facts: None,
+            sweeping: false,
         }
     }
 
@@ -160,6 +170,34 @@ impl TenantSupervisor {
         }
     }
 
+    /// The SLA timer (kanban.md): asks the store which boards have cards past their SLA and
+    /// runs each board's marking write through its actor. One sweep at a time.
+    fn sla_tick(&mut self, ctx: &mut Context<Self>) {
+        let Some(store) = self.registry.board_store() else {
+            return;
+        };
+        if self.sweeping {
+            return;
+        }
+        self.sweeping = true;
+        let sweep = store.sweep(self.account_id);
+        ctx.spawn(actix::fut::wrap_future(sweep).map(
+            |writes, act: &mut Self, ctx: &mut Context<Self>| {
+                act.sweeping = false;
+                let now = Utc::now();
+                let interval = act.registry.config().sla_check_interval;
+                if let Some(timer) = act.timer("sla_check") {
+                    timer.last_run_at = Some(now);
+                    timer.next_run_at = now + interval;
+                    timer.last_result = Some(format!("{} board(s) to mark", writes.len()));
+                }
+                for (board_id, command) in writes {
+                    ctx.address().do_send(BoardWrite { board_id, command });
+                }
+            },
+        ));
+    }
+
     fn idle_check_interval(&self) -> Duration {
         (self.idle_timeout / 2).clamp(Duration::from_millis(50), Duration::from_secs(30))
     }
@@ -180,15 +218,42 @@ impl TenantSupervisor {
         }
     }
 
+    fn drop_subscriber(&mut self, topic: Topic, session_id: Uuid) {
+        if let Some(ids) = self.subscribers.get_mut(&topic) {
+            ids.remove(&session_id);
+            if ids.is_empty() {
+                self.subscribers.remove(&topic);
+            }
+        }
+    }
+
+    /// Ends a topic: every subscriber is told `unsubscribed` with `reason` (`deleted`,
+    /// `feature_disabled`) and forgets it.
+    fn end_topic(&mut self, topic: Topic, reason: &str) {
+        let name = match topic {
+            Topic::Board(id) => TopicName::Board(id),
+            Topic::Room(id) => TopicName::Room(id),
+            Topic::Tenant | Topic::Instances => return,
+        };
+        let Some(ids) = self.subscribers.remove(&topic) else {
+            return;
+        };
+        let frame = crate::protocol::unsubscribed(name, reason, None);
+        for id in ids.keys() {
+            if let Some(entry) = self.sessions.get_mut(id) {
+                entry.topics.remove(&topic);
+                entry.outbound.offer(&frame);
+            }
+        }
+        if let Topic::Board(board_id) = topic {
+            self.boards.remove(&board_id);
+        }
+    }
+
     fn remove_session(&mut self, session_id: Uuid) {
         if let Some(entry) = self.sessions.remove(&session_id) {
             for topic in entry.topics {
-                if let Some(ids) = self.subscribers.get_mut(&topic) {
-                    ids.remove(&session_id);
-                    if ids.is_empty() {
-                        self.subscribers.remove(&topic);
-                    }
-                }
+                self.drop_subscriber(topic, session_id);
             }
         }
         if self.sessions.is_empty() {
@@ -221,6 +286,18 @@ impl Actor for TenantSupervisor {
             consecutive_failures: 0,
         });
         ctx.run_interval(flush_every, Self::usage_tick);
+        if self.registry.board_store().is_some() {
+            let sla_every = self.registry.config().sla_check_interval;
+            self.timers.push(TimerSnapshot {
+                name: "sla_check",
+                interval_s: sla_every.as_secs(),
+                next_run_at: Utc::now() + sla_every,
+                last_run_at: None,
+                last_result: None,
+                consecutive_failures: 0,
+            });
+            ctx.run_interval(sla_every, Self::sla_tick);
+        }
         tracing::debug!(account_id = %self.account_id, "tenant supervisor started");
     }
 
@@ -289,30 +366,102 @@ impl Handler<Disconnect> for TenantSupervisor {
     }
 }
 
-/// Subscribes a connected session to a topic (authorization is the caller's job).
-/// Answers whether the session is known.
+/// Most topics one session may hold (realtime.md: 200).
+pub const MAX_SUBSCRIPTIONS: usize = 200;
+
+/// Subscribes a connected session to a topic (authorization is the caller's job) and queues
+/// `confirmation` (the `subscribed` frame) to it before any event of the topic.
 #[derive(Message)]
-#[rtype(result = "bool")]
+#[rtype(result = "SubscribeResult")]
 pub struct Subscribe {
     /// The session.
     pub session_id: Uuid,
     /// The topic.
     pub topic: Topic,
+    /// Which cards the session may see on the topic's board.
+    pub scope: CardScope,
+    /// The `subscribed` frame.
+    pub confirmation: bytestring::ByteString,
+}
+
+/// The answer to [`Subscribe`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, actix::MessageResponse)]
+pub enum SubscribeResult {
+    /// Subscribed (or already was; the scope is refreshed).
+    Subscribed,
+    /// The session already holds [`MAX_SUBSCRIPTIONS`] topics.
+    TooMany,
+    /// The session is not connected (it closed meanwhile).
+    UnknownSession,
 }
 
 impl Handler<Subscribe> for TenantSupervisor {
-    type Result = bool;
+    type Result = SubscribeResult;
 
-    fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) -> bool {
+    fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) -> SubscribeResult {
         let Some(entry) = self.sessions.get_mut(&msg.session_id) else {
-            return false;
+            return SubscribeResult::UnknownSession;
         };
+        if !entry.topics.contains(&msg.topic) && entry.topics.len() >= MAX_SUBSCRIPTIONS {
+            return SubscribeResult::TooMany;
+        }
         entry.topics.insert(msg.topic);
+        entry.outbound.offer(&msg.confirmation);
         self.subscribers
             .entry(msg.topic)
             .or_default()
-            .insert(msg.session_id);
-        true
+            .insert(msg.session_id, msg.scope);
+        SubscribeResult::Subscribed
+    }
+}
+
+/// Ends a session's subscription (idempotent) and queues `confirmation` to it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unsubscribe {
+    /// The session.
+    pub session_id: Uuid,
+    /// The topic.
+    pub topic: Topic,
+    /// The `unsubscribed` frame.
+    pub confirmation: bytestring::ByteString,
+}
+
+impl Handler<Unsubscribe> for TenantSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unsubscribe, _: &mut Context<Self>) {
+        let Some(entry) = self.sessions.get_mut(&msg.session_id) else {
+            return;
+        };
+        entry.topics.remove(&msg.topic);
+        entry.outbound.offer(&msg.confirmation);
+        self.drop_subscriber(msg.topic, msg.session_id);
+    }
+}
+
+impl Handler<BoardWrite> for TenantSupervisor {
+    type Result = ResponseFuture<Result<Box<dyn std::any::Any + Send>, BoardUnavailable>>;
+
+    /// Hands the write to the board's actor, starting it on first use.
+    fn handle(&mut self, msg: BoardWrite, _: &mut Context<Self>) -> Self::Result {
+        let Some(store) = self.registry.board_store() else {
+            return Box::pin(async { Err(BoardUnavailable) });
+        };
+        let key = BoardKey {
+            account_id: self.account_id,
+            board_id: msg.board_id,
+        };
+        let registry = self.registry.clone();
+        let board = match self.boards.get(&msg.board_id) {
+            Some(board) if board.connected() => board.clone(),
+            _ => {
+                let board = BoardActor::new(key, store, EventBus::new(registry)).start();
+                self.boards.insert(msg.board_id, board.clone());
+                board
+            }
+        };
+        Box::pin(async move { board.send(msg).await.map_err(|_| BoardUnavailable)? })
     }
 }
 
@@ -320,20 +469,33 @@ impl Handler<Event> for TenantSupervisor {
     type Result = ();
 
     fn handle(&mut self, event: Event, _: &mut Context<Self>) {
-        let offer = |entry: &SessionEntry| {
+        let offer = |entry: &SessionEntry, frame: &bytestring::ByteString| {
             if event.ephemeral {
-                entry.outbound.offer_ephemeral(&event.frame);
+                entry.outbound.offer_ephemeral(frame);
             } else {
-                entry.outbound.offer(&event.frame);
+                entry.outbound.offer(frame);
             }
         };
         match event.topic {
-            Topic::Tenant => self.sessions.values().for_each(offer),
+            Topic::Tenant => self
+                .sessions
+                .values()
+                .for_each(|entry| offer(entry, &event.frame)),
             topic => {
                 if let Some(ids) = self.subscribers.get(&topic) {
-                    ids.iter()
-                        .filter_map(|id| self.sessions.get(id))
-                        .for_each(offer);
+                    for (id, scope) in ids {
+                        let Some(entry) = self.sessions.get(id) else {
+                            continue;
+                        };
+                        let frame = match &event.audience {
+                            Audience::All => &event.frame,
+                            Audience::Cards(cards) => cards.frame_for(scope, &event.frame),
+                        };
+                        offer(entry, frame);
+                    }
+                }
+                if event.ends_topic {
+                    self.end_topic(topic, "deleted");
                 }
             }
         }
@@ -376,7 +538,7 @@ impl Handler<GetSnapshot> for TenantSupervisor {
             account_id: self.account_id,
             started_at: self.started_at,
             sessions: self.sessions.len(),
-            boards_loaded: 0,
+            boards_loaded: self.boards.values().filter(|b| b.connected()).count(),
             rooms_loaded: 0,
             timers: self.timers.clone(),
         })
@@ -467,6 +629,18 @@ impl Handler<SetFacts> for TenantSupervisor {
                 }
             }
         }
+        // The kanban flag turned off: board subscriptions end (realtime.md).
+        if msg.0.is_some_and(|facts| !facts.kanban) {
+            let boards: Vec<Topic> = self
+                .subscribers
+                .keys()
+                .filter(|t| matches!(t, Topic::Board(_)))
+                .copied()
+                .collect();
+            for topic in boards {
+                self.end_topic(topic, "feature_disabled");
+            }
+        }
         self.facts = msg.0;
     }
 }
@@ -536,6 +710,7 @@ mod tests {
                 arbiters: 1,
                 send_timeout: Duration::from_secs(2),
                 usage_flush_interval: Duration::from_secs(60),
+                sla_check_interval: Duration::from_secs(60),
             },
             Arc::new(RuntimeStats::default()),
         )
@@ -612,16 +787,21 @@ mod tests {
                 .await
                 .unwrap();
         }
-        assert!(registry
-            .send(
-                account,
-                Subscribe {
-                    session_id: sa,
-                    topic: board
-                }
-            )
-            .await
-            .unwrap());
+        assert_eq!(
+            registry
+                .send(
+                    account,
+                    Subscribe {
+                        session_id: sa,
+                        topic: board,
+                        scope: CardScope::All,
+                        confirmation: r#"{"event":"subscribed"}"#.into(),
+                    }
+                )
+                .await
+                .unwrap(),
+            SubscribeResult::Subscribed
+        );
         let bus = crate::bus::EventBus::new(registry.clone());
         bus.publish(Event::new(account, board, &serde_json::json!({"event":"x"})).unwrap());
         bus.publish(Event::new(account, Topic::Tenant, &serde_json::json!({"event":"t"})).unwrap());
@@ -631,6 +811,7 @@ mod tests {
             Next::Frame(OutFrame::Text(t)) => t.to_string(),
             other => panic!("unexpected {other:?}"),
         };
+        assert_eq!(text(a_rx.next().await), r#"{"event":"subscribed"}"#);
         assert_eq!(text(a_rx.next().await), r#"{"event":"x"}"#);
         assert_eq!(text(a_rx.next().await), r#"{"event":"t"}"#);
         assert_eq!(text(b_rx.next().await), r#"{"event":"t"}"#);

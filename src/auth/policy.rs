@@ -214,6 +214,10 @@ pub enum Action {
     BoardsRead,
     /// Write boards and stages.
     BoardsWrite,
+    /// Reorder a board's stages (supervisors too).
+    StagesReorder,
+    /// Board metrics and SLA breaches.
+    BoardMetrics,
     /// Read cards.
     CardsRead,
     /// Create, update, move, assign cards (row scopes apply on top).
@@ -275,6 +279,8 @@ fn rule_for(action: Action) -> Rule {
         Action::TeamsManage => rule(Admin, None, UsersOnly),
         Action::BoardsRead => rule(Agent, Some(Scope::BoardsRead), Any),
         Action::BoardsWrite => rule(Admin, Some(Scope::BoardsWrite), Any),
+        Action::StagesReorder => rule(Supervisor, Some(Scope::BoardsWrite), Any),
+        Action::BoardMetrics => rule(Supervisor, Some(Scope::BoardsRead), Any),
         Action::CardsRead => rule(Agent, Some(Scope::CardsRead), Any),
         Action::CardsWrite => rule(Agent, Some(Scope::CardsWrite), Any),
         Action::CardsDelete => rule(Admin, Some(Scope::CardsWrite), Any),

@@ -52,6 +52,9 @@ pub struct NewAccount<'a> {
     pub is_platform: bool,
     /// Chatwoot account id, if any.
     pub chatwoot_account_id: Option<i64>,
+    /// BCP 47 locale (`None`: the default, pt-BR). Set at insert: the default board is named
+    /// after it in the same statement.
+    pub locale: Option<&'a str>,
 }
 
 /// Inserts an account.

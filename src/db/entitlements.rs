@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::schema::{account_entitlements, accounts, plans, teams, users};
+use super::schema::{account_entitlements, accounts, boards, plans, teams, users};
 use crate::error::ApiError;
 
 /// Limit keys, in the order of tenancy.md §4.
@@ -38,6 +38,8 @@ pub enum Limit {
     MaxAgents,
     /// Teams.
     MaxTeams,
+    /// Kanban boards.
+    MaxBoards,
 }
 
 impl Limit {
@@ -46,6 +48,7 @@ impl Limit {
         match self {
             Limit::MaxAgents => "max_agents",
             Limit::MaxTeams => "max_teams",
+            Limit::MaxBoards => "max_boards",
         }
     }
 }
@@ -188,6 +191,13 @@ pub async fn count(
                 .get_result(conn)
                 .await
         }
+        Limit::MaxBoards => {
+            boards::table
+                .filter(boards::account_id.eq(account_id))
+                .count()
+                .get_result(conn)
+                .await
+        }
     }
 }
 
@@ -220,7 +230,7 @@ pub async fn counts(
     account_id: Uuid,
 ) -> QueryResult<BTreeMap<String, i64>> {
     let mut counts = BTreeMap::new();
-    for limit in [Limit::MaxAgents, Limit::MaxTeams] {
+    for limit in [Limit::MaxAgents, Limit::MaxTeams, Limit::MaxBoards] {
         counts.insert(
             limit.key().to_owned(),
             count(conn, account_id, limit).await?,

@@ -7,6 +7,11 @@
 pub mod accounts;
 pub mod api_keys;
 pub mod audit;
+pub mod audit_queries;
+pub mod board_reports;
+pub mod boards;
+pub mod cards;
+pub mod checklists;
 pub mod embedded;
 pub mod entitlements;
 pub mod instance_tokens;

@@ -1,5 +1,11 @@
 // @generated automatically by Diesel CLI.
 
+pub mod sql_types {
+    #[derive(diesel::query_builder::QueryId, Clone, diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "tsvector", schema = "pg_catalog"))]
+    pub struct Tsvector;
+}
+
 diesel::table! {
     account_entitlements (account_id) {
         account_id -> Uuid,
@@ -65,6 +71,107 @@ diesel::table! {
 }
 
 diesel::table! {
+    board_events (board_id, seq) {
+        account_id -> Uuid,
+        board_id -> Uuid,
+        seq -> Int8,
+        frame -> Jsonb,
+        card_id -> Nullable<Uuid>,
+        assignee_before -> Nullable<Uuid>,
+        assignee_after -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    boards (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        name -> Text,
+        description -> Nullable<Text>,
+        #[sql_name = "type"]
+        type_ -> Text,
+        is_default -> Bool,
+        settings -> Jsonb,
+        seq -> Int8,
+        created_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    card_checklist_items (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        card_id -> Uuid,
+        text -> Text,
+        is_required -> Bool,
+        is_completed -> Bool,
+        completed_by -> Nullable<Uuid>,
+        completed_at -> Nullable<Timestamptz>,
+        position -> Int4,
+        template_key -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    card_history (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        card_id -> Uuid,
+        board_id -> Uuid,
+        action -> Text,
+        from_stage_id -> Nullable<Uuid>,
+        to_stage_id -> Nullable<Uuid>,
+        actor_id -> Nullable<Uuid>,
+        automation_id -> Nullable<Uuid>,
+        notes -> Nullable<Text>,
+        metadata -> Jsonb,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::sql_types::Tsvector;
+
+    cards (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        board_id -> Uuid,
+        stage_id -> Uuid,
+        position -> Int8,
+        title -> Text,
+        chatwoot_conversation_id -> Nullable<Int8>,
+        chatwoot_contact_id -> Nullable<Int8>,
+        contact_name -> Nullable<Text>,
+        contact_phone -> Nullable<Text>,
+        contact_email -> Nullable<Text>,
+        contact_avatar_url -> Nullable<Text>,
+        inbox_name -> Nullable<Text>,
+        last_message_preview -> Nullable<Text>,
+        last_message_at -> Nullable<Timestamptz>,
+        value -> Nullable<Numeric>,
+        priority -> Text,
+        due_date -> Nullable<Timestamptz>,
+        tags -> Array<Nullable<Text>>,
+        custom_fields -> Jsonb,
+        notes -> Nullable<Text>,
+        assignee_id -> Nullable<Uuid>,
+        moved_at -> Timestamptz,
+        sla_breached_at -> Nullable<Timestamptz>,
+        version -> Int4,
+        created_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        search -> Tsvector,
+    }
+}
+
+diesel::table! {
     instance_tokens (id) {
         id -> Uuid,
         account_id -> Uuid,
@@ -125,6 +232,23 @@ diesel::table! {
         expires_at -> Timestamptz,
         revoked_at -> Nullable<Timestamptz>,
         revoke_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    stages (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        board_id -> Uuid,
+        name -> Text,
+        color -> Text,
+        position -> Int4,
+        is_final -> Bool,
+        sla_hours -> Nullable<Int4>,
+        checklist_template -> Jsonb,
+        auto_actions -> Jsonb,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
     }
 }
 
@@ -199,6 +323,12 @@ diesel::table! {
 diesel::joinable!(account_entitlements -> accounts (account_id));
 diesel::joinable!(api_keys -> accounts (account_id));
 diesel::joinable!(api_keys -> users (created_by));
+diesel::joinable!(board_events -> boards (board_id));
+diesel::joinable!(boards -> accounts (account_id));
+diesel::joinable!(boards -> users (created_by));
+diesel::joinable!(card_checklist_items -> users (completed_by));
+diesel::joinable!(card_history -> users (actor_id));
+diesel::joinable!(cards -> users (created_by));
 diesel::joinable!(teams -> accounts (account_id));
 diesel::joinable!(usage_daily -> accounts (account_id));
 diesel::joinable!(users -> accounts (account_id));
@@ -208,10 +338,16 @@ diesel::allow_tables_to_appear_in_same_query!(
     accounts,
     api_keys,
     audit_log,
+    board_events,
+    boards,
+    card_checklist_items,
+    card_history,
+    cards,
     instance_tokens,
     plans,
     refresh_tokens,
     sessions,
+    stages,
     team_members,
     teams,
     usage_active_users,

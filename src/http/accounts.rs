@@ -88,9 +88,11 @@ fn validate_settings(settings: &Value) -> Result<(), ApiError> {
         }
         let valid = value.is_null()
             || value.as_str().is_some_and(|v| {
+                // garde's parser (the one the request bodies use) plus a dotted domain: a
+                // billing address on `localhost` is a typo, not a mailbox.
                 v.len() <= 254
-                    && v.split_once('@')
-                        .is_some_and(|(l, d)| !l.is_empty() && d.contains('.'))
+                    && garde::rules::email::parse_email(v).is_ok()
+                    && v.rsplit_once('@').is_some_and(|(_, d)| d.contains('.'))
             });
         if !valid {
             return Err(ApiError::field(
@@ -229,6 +231,7 @@ pub async fn create(
                     name: &request.name,
                     is_platform: false,
                     chatwoot_account_id: request.chatwoot_account_id,
+                    locale: request.locale.as_deref(),
                 },
             )
             .await
@@ -238,12 +241,11 @@ pub async fn create(
                 }
                 other => other,
             })?;
-            let account = if request.locale.is_some() || request.settings.is_some() {
+            let account = if request.settings.is_some() {
                 accounts::update(
                     conn,
                     id,
                     AccountChanges {
-                        locale: request.locale,
                         settings: request.settings,
                         ..Default::default()
                     },
@@ -390,9 +392,12 @@ pub async fn patch(
     let audit_context = context.audit(&principal);
     let (account, revoked) = db::tenant_tx(&state.db, account_id, |conn| {
         Box::pin(async move {
+            // A deleted account is gone for everyone except a super_admin restoring it
+            // (tenancy.md §2); the status check above already requires the super_admin.
+            let restoring = patch.status.as_deref() == Some("active");
             let before = accounts::find(conn, account_id)
                 .await?
-                .filter(|a| a.status != "deleted")
+                .filter(|a| a.status != "deleted" || restoring)
                 .ok_or(ApiError::NotFound)?;
             let suspending =
                 patch.status.as_deref() == Some("suspended") && before.status != "suspended";

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::auth::policy::{authorize, Action};
 use crate::auth::Principal;
 use crate::db::audit::{self, AuditEvent};
-use crate::db::{self, entitlements};
+use crate::db::{self, accounts, entitlements};
 use crate::error::ApiError;
 use crate::http::context::RequestContext;
 use crate::http::extract::Json;
@@ -36,9 +36,15 @@ pub struct Features {
 
 async fn load(state: &AppState, account_id: Uuid) -> Result<entitlements::Effective, ApiError> {
     db::tenant_tx(&state.db, account_id, |conn| {
-        Box::pin(
-            async move { Ok::<_, ApiError>(entitlements::load(conn, account_id, false).await?) },
-        )
+        Box::pin(async move {
+            let effective = entitlements::load(conn, account_id, false).await?;
+            // No entitlements row: a missing account is a 404; an account without its row
+            // (never expected, the insert trigger writes it) fails closed as unavailable.
+            if effective.is_none() && accounts::find(conn, account_id).await?.is_none() {
+                return Err(ApiError::NotFound);
+            }
+            Ok::<_, ApiError>(effective)
+        })
     })
     .await
     .map_err(|e| match e {

@@ -12,6 +12,7 @@ use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 
 use crate::error::{ApiError, FieldError};
 
@@ -147,6 +148,16 @@ pub fn path_config() -> web::PathConfig {
 pub fn query_config() -> web::QueryConfig {
     web::QueryConfig::default()
         .error_handler(|e, _| ApiError::BadRequest(format!("invalid query: {e}").into()).into())
+}
+
+/// For `#[serde(default, deserialize_with = "nullable")]` on an `Option<Option<T>>` PATCH
+/// field: absent → `None` (unchanged), `null` → `Some(None)` (cleared), a value → `Some(Some)`.
+pub fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 #[cfg(test)]

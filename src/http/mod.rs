@@ -8,7 +8,13 @@
 pub mod accounts;
 pub mod admin;
 pub mod api_keys;
+pub mod audit;
 pub mod auth;
+pub mod board_events;
+pub mod board_reports;
+pub mod boards;
+pub mod cards;
+pub mod checklists;
 pub mod client_ip;
 pub mod console;
 pub mod context;
@@ -25,6 +31,7 @@ pub mod pagination;
 pub mod rate_limit;
 pub mod sessions;
 pub mod sso;
+pub mod stages;
 pub mod teams;
 pub mod usage;
 pub mod users;
@@ -73,6 +80,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         .route("/entitlements", web::get().to(entitlements::get))
                         .route("/entitlements", web::patch().to(entitlements::patch))
                         .route("/usage", web::get().to(usage::get))
+                        .route("/audit-log", web::get().to(audit::list))
+                        .route("/audit-log/{audit_id}", web::get().to(audit::get))
+                        .service(kanban_routes())
                         .route("/users", web::get().to(users::list))
                         .route("/users", web::post().to(users::create))
                         .route(
@@ -123,12 +133,79 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::scope("/admin")
                 .route("/tenants", web::get().to(admin::list_tenants))
                 .route("/tenants/{account_id}", web::get().to(admin::get_tenant))
-                .route("/impersonate", web::post().to(admin::impersonate)),
+                .route("/impersonate", web::post().to(admin::impersonate))
+                .route("/audit-log", web::get().to(audit::admin_list)),
         )
         .route("/ws", web::get().to(crate::ws::upgrade))
         .route("/ws/internal-chat", web::get().to(crate::ws::upgrade))
         .route("/", web::get().to(console::index))
         .default_service(web::to(not_found));
+}
+
+/// `/boards/...` (kanban.md, Endpoints).
+fn kanban_routes() -> actix_web::Scope {
+    web::scope("/boards")
+        .route("", web::get().to(boards::list))
+        .route("", web::post().to(boards::create))
+        .route("/{board_id}", web::get().to(boards::get))
+        .route("/{board_id}", web::patch().to(boards::patch))
+        .route("/{board_id}", web::delete().to(boards::delete))
+        .route("/{board_id}/events", web::get().to(board_events::list))
+        .route("/{board_id}/metrics", web::get().to(board_reports::metrics))
+        .route(
+            "/{board_id}/sla-breaches",
+            web::get().to(board_reports::sla_breaches),
+        )
+        .route(
+            "/{board_id}/cards/{card_id}/history",
+            web::get().to(board_reports::history),
+        )
+        .route(
+            "/{board_id}/cards/{card_id}/time-in-stage",
+            web::get().to(board_reports::time_in_stage),
+        )
+        .route("/{board_id}/stages", web::get().to(stages::list))
+        .route("/{board_id}/stages", web::post().to(stages::create))
+        .route(
+            "/{board_id}/stages/reorder",
+            web::post().to(stages::reorder),
+        )
+        .route(
+            "/{board_id}/stages/{stage_id}",
+            web::patch().to(stages::patch),
+        )
+        .route(
+            "/{board_id}/stages/{stage_id}",
+            web::delete().to(stages::delete),
+        )
+        .route("/{board_id}/cards", web::get().to(cards::list))
+        .route("/{board_id}/cards", web::post().to(cards::create))
+        .route("/{board_id}/cards/{card_id}", web::get().to(cards::get))
+        .route("/{board_id}/cards/{card_id}", web::patch().to(cards::patch))
+        .route(
+            "/{board_id}/cards/{card_id}",
+            web::delete().to(cards::delete),
+        )
+        .route(
+            "/{board_id}/cards/{card_id}/move",
+            web::post().to(cards::move_card),
+        )
+        .route(
+            "/{board_id}/cards/{card_id}/checklist",
+            web::get().to(checklists::list),
+        )
+        .route(
+            "/{board_id}/cards/{card_id}/checklist",
+            web::post().to(checklists::create),
+        )
+        .route(
+            "/{board_id}/cards/{card_id}/checklist/{item_id}",
+            web::patch().to(checklists::patch),
+        )
+        .route(
+            "/{board_id}/cards/{card_id}/checklist/{item_id}",
+            web::delete().to(checklists::delete),
+        )
 }
 
 async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {

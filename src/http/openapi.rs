@@ -8,8 +8,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    accounts, admin, api_keys, auth, entitlements, health, instance_tokens, me, sessions, sso,
-    teams, usage, users,
+    accounts, admin, api_keys, audit, auth, board_events, board_reports, boards, cards, checklists,
+    entitlements, health, instance_tokens, me, sessions, sso, stages, teams, usage, users,
 };
 
 /// The document's root.
@@ -22,6 +22,14 @@ use super::{
         me::get, sessions::list, sessions::revoke_one, sessions::revoke_others, sessions::change_password,
         accounts::list, accounts::create, accounts::get, accounts::patch, accounts::delete,
         entitlements::features, entitlements::get, entitlements::patch, usage::get,
+        audit::list, audit::get, audit::admin_list,
+        boards::list, boards::create, boards::get, boards::patch, boards::delete,
+        stages::list, stages::create, stages::patch, stages::delete, stages::reorder,
+        cards::list, cards::create, cards::get, cards::patch, cards::delete, cards::move_card,
+        checklists::list, checklists::create, checklists::patch, checklists::delete,
+        board_events::list,
+        board_reports::history, board_reports::time_in_stage, board_reports::sla_breaches,
+        board_reports::metrics,
         users::list, users::create, users::get, users::patch, users::set_password, users::revoke_sessions,
         users::deactivate, users::reactivate,
         teams::list, teams::create, teams::get, teams::patch, teams::delete,
@@ -43,6 +51,8 @@ use super::{
         (name = "teams", description = "teams and members"),
         (name = "api-keys", description = "API keys"),
         (name = "instance-tokens", description = "short-lived instance tokens"),
+        (name = "audit", description = "the audit log"),
+        (name = "kanban", description = "boards, stages and cards"),
     )
 )]
 pub struct ApiDoc;

@@ -6,6 +6,8 @@
 //! queue into the socket; a close request wins over queued frames, and a write stuck on a client
 //! that stopped reading is abandoned when the queue overflows and the session is closed (1013).
 
+pub mod access;
+
 use std::time::Duration;
 
 use actix::{Actor, Addr};
@@ -130,12 +132,14 @@ pub async fn upgrade(
         heartbeat_interval: tuning.ws_heartbeat_interval,
         missed_pongs_allowed: tuning.ws_missed_pongs_allowed,
     };
+    let access = std::sync::Arc::new(access::SessionAccess::new(state.clone(), principal));
     let actor = WsSession::new(
         identity,
         config,
         outbound,
         state.registry.clone(),
         supervisor,
+        access,
     )
     .start();
     actix_web::rt::spawn(write_pump(session.clone(), outbound_rx));

@@ -211,6 +211,10 @@ pub async fn fresh_database() -> String {
 
 /// A development configuration for tests: fixed secrets, a temp DATA_DIR, an ephemeral port.
 pub fn test_config(database_url: &str) -> Config {
+    // `TEST_LOG=warn cargo test …` shows the server's logs (a 500's cause, say).
+    if let Ok(level) = std::env::var("TEST_LOG") {
+        whatpro_hub::telemetry::init(whatpro_hub::config::LogFormat::Pretty, &level);
+    }
     let data_dir =
         std::env::temp_dir().join(format!("whatpro-test-data-{}", Uuid::now_v7().simple()));
     let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
@@ -325,6 +329,7 @@ impl TestApp {
                             name: &name,
                             is_platform: false,
                             chatwoot_account_id: None,
+                            locale: None,
                         },
                     )
                     .await?,

@@ -7,12 +7,15 @@
 mod harness;
 
 mod admin;
+mod audit;
 mod auth;
 mod database;
 mod http_edge;
 mod iam_access;
 mod iam_sessions;
 mod isolation;
+mod kanban;
+mod kanban_live;
 mod process;
 mod sso;
 mod tenancy;

@@ -964,8 +964,6 @@ async fn keys_and_instance_tokens_read_their_account_without_settings() {
 }
 
 #[actix_rt::test]
-#[ignore = "server bug: settings take malformed emails (src/http/accounts.rs validate_settings: \
-            only checks `local@domain-with-a-dot`, so `two@@acme.test` and `a b@acme.test` pass)"]
 async fn settings_reject_malformed_email_addresses() {
     let app = start().await;
     let acme = tenant(&app, "Acme", "admin@acme.test").await;
@@ -1279,8 +1277,6 @@ async fn deleting_an_account_is_a_soft_delete() {
 }
 
 #[actix_rt::test]
-#[ignore = "server bug: a deleted account cannot be restored — PATCH filters deleted accounts \
-            out (src/http/accounts.rs, patch: `.filter(|a| a.status != \"deleted\")` → 404)"]
 async fn super_admin_restores_a_deleted_account() {
     let app = start().await;
     let (root, _) = root(&app).await;
@@ -2965,8 +2961,6 @@ async fn reading_entitlements_needs_admin_or_usage_read() {
 }
 
 #[actix_rt::test]
-#[ignore = "server bug: features of a missing account answer 503, not 404 (src/http/entitlements.rs, \
-            load: a missing row is always `Unavailable`, without telling a missing account apart)"]
 async fn features_and_entitlements_of_a_missing_account_are_404() {
     let app = start().await;
     let (root, _) = root(&app).await;
