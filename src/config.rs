@@ -215,6 +215,8 @@ pub struct Tuning {
     pub usage_flush_interval: Duration,
     /// How often a tenant's SLA timer checks its boards (default 60 s).
     pub sla_check_interval: Duration,
+    /// How long a user stays online after their last session closes (default 10 s).
+    pub presence_grace: Duration,
     /// actix-web worker threads (default: the number of CPUs, at least 1).
     pub http_workers: usize,
 }
@@ -230,6 +232,7 @@ impl Default for Tuning {
             tenant_idle_timeout: Duration::from_secs(5 * 60),
             usage_flush_interval: Duration::from_secs(60),
             sla_check_interval: Duration::from_secs(60),
+            presence_grace: Duration::from_secs(10),
             http_workers: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1)

@@ -167,6 +167,7 @@ pub async fn start_with_database(
             send_timeout: Duration::from_secs(5),
             usage_flush_interval: config.tuning.usage_flush_interval,
             sla_check_interval: config.tuning.sla_check_interval,
+            presence_grace: config.tuning.presence_grace,
         },
         Arc::new(Default::default()),
         Ports {

@@ -10,6 +10,7 @@
 //!   bounded outbound queue of [`outbound`] that closes slow consumers.
 //! - [`board::BoardActor`] is the single writer of one board: it runs each write through the
 //!   [`board::BoardStore`] port and publishes the committed events.
+//! - [`presence`] keeps which users are online, with the reconnect grace period.
 //! - [`bus::EventBus`] carries an event, serialized once, to the sessions that want it.
 //! - [`protocol`] holds the websocket frame shapes; [`stats`] the counters the server exports;
 //!   [`usage`] the per-tenant usage counters and the port they are flushed through.
@@ -21,6 +22,7 @@
 pub mod board;
 pub mod bus;
 pub mod outbound;
+pub mod presence;
 pub mod protocol;
 pub mod registry;
 pub mod session;

@@ -35,6 +35,8 @@ pub struct RegistryConfig {
     pub usage_flush_interval: Duration,
     /// How often supervisors sweep their boards for SLA breaches (kanban.md: 60 s).
     pub sla_check_interval: Duration,
+    /// How long a user stays online after their last session closes (realtime.md: 10 s).
+    pub presence_grace: Duration,
 }
 
 impl Default for RegistryConfig {
@@ -45,6 +47,7 @@ impl Default for RegistryConfig {
             send_timeout: Duration::from_secs(5),
             usage_flush_interval: Duration::from_secs(60),
             sla_check_interval: Duration::from_secs(60),
+            presence_grace: Duration::from_secs(10),
         }
     }
 }

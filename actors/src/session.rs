@@ -43,6 +43,9 @@ pub struct SessionIdentity {
     pub user_id: Option<Uuid>,
     /// Ids whose revocation ends the session (login session, instance token, API key).
     pub credentials: Vec<Uuid>,
+    /// A user's own session (not an instance token's or an API key's): it counts for
+    /// presence and receives presence updates.
+    pub counts_for_presence: bool,
     /// When the credential expires.
     pub expires_at: Option<DateTime<Utc>>,
 }
@@ -133,6 +136,7 @@ impl WsSession {
             user_id: self.identity.user_id,
             credentials: self.identity.credentials.clone(),
             outbound: self.outbound.clone(),
+            counts_for_presence: self.identity.counts_for_presence,
         });
     }
 

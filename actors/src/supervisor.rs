@@ -18,6 +18,7 @@ use uuid::Uuid;
 use crate::board::{BoardActor, BoardKey, BoardUnavailable, BoardWrite, CardScope};
 use crate::bus::{Audience, Event, EventBus, Topic};
 use crate::outbound::{CloseFrame, Outbound};
+use crate::presence::{self, Presence};
 use crate::protocol::TopicName;
 use crate::registry::TenantRegistry;
 use crate::usage::{UsageCounters, UsageDelta};
@@ -59,6 +60,7 @@ pub struct TenantSnapshot {
 
 struct SessionEntry {
     user_id: Option<Uuid>,
+    counts_for_presence: bool,
     credentials: Vec<Uuid>,
     outbound: Outbound,
     topics: HashSet<Topic>,
@@ -79,6 +81,7 @@ pub struct TenantSupervisor {
     usage: UsageCounters,
     facts: Option<TenantFacts>,
     sweeping: bool,
+    presence: Presence,
 }
 
 /// Tenant facts that hot paths need, cached by the supervisor (tenancy.md §4): the effective
@@ -112,6 +115,7 @@ impl TenantSupervisor {
             usage: UsageCounters::default(),
             facts: None,
             sweeping: false,
+            presence: Presence::default(),
         }
     }
 
@@ -250,10 +254,29 @@ impl TenantSupervisor {
         }
     }
 
-    fn remove_session(&mut self, session_id: Uuid) {
+    /// Offers `frame` to every user session (presence), as an ephemeral event.
+    fn to_user_sessions(&self, frame: &bytestring::ByteString, except: Option<Uuid>) {
+        for (id, entry) in &self.sessions {
+            if entry.counts_for_presence && Some(*id) != except {
+                entry.outbound.offer_ephemeral(frame);
+            }
+        }
+    }
+
+    fn remove_session(&mut self, session_id: Uuid, ctx: &mut Context<Self>) {
         if let Some(entry) = self.sessions.remove(&session_id) {
             for topic in entry.topics {
                 self.drop_subscriber(topic, session_id);
+            }
+            if let (true, Some(user)) = (entry.counts_for_presence, entry.user_id) {
+                if let Some(ticket) = self.presence.leave(user) {
+                    let grace = self.registry.config().presence_grace;
+                    ctx.run_later(grace, move |act, _| {
+                        if act.presence.expire(user, ticket) {
+                            act.to_user_sessions(&presence::frame(user, false), None);
+                        }
+                    });
+                }
             }
         }
         if self.sessions.is_empty() {
@@ -329,6 +352,8 @@ pub struct Connect {
     pub credentials: Vec<Uuid>,
     /// Its outbound queue.
     pub outbound: Outbound,
+    /// A user's own session (counts for presence).
+    pub counts_for_presence: bool,
 }
 
 impl Handler<Connect> for TenantSupervisor {
@@ -338,10 +363,22 @@ impl Handler<Connect> for TenantSupervisor {
         self.idle_since = None;
         self.usage
             .record_sessions(msg.user_id, self.sessions.len() + 1);
+        if let (true, Some(user)) = (msg.counts_for_presence, msg.user_id) {
+            let came_online = self.presence.join(user);
+            // The newcomer learns who is online (itself included), then the others learn
+            // about the newcomer.
+            for online in self.presence.online().take(1000) {
+                msg.outbound.offer(&presence::frame(online, true));
+            }
+            if came_online {
+                self.to_user_sessions(&presence::frame(user, true), None);
+            }
+        }
         self.sessions.insert(
             msg.session_id,
             SessionEntry {
                 user_id: msg.user_id,
+                counts_for_presence: msg.counts_for_presence,
                 credentials: msg.credentials,
                 outbound: msg.outbound,
                 topics: HashSet::new(),
@@ -361,8 +398,8 @@ pub struct Disconnect {
 impl Handler<Disconnect> for TenantSupervisor {
     type Result = ();
 
-    fn handle(&mut self, msg: Disconnect, _: &mut Context<Self>) {
-        self.remove_session(msg.session_id);
+    fn handle(&mut self, msg: Disconnect, ctx: &mut Context<Self>) {
+        self.remove_session(msg.session_id, ctx);
     }
 }
 
@@ -545,7 +582,7 @@ impl Handler<GetSnapshot> for TenantSupervisor {
     }
 }
 
-/// Lists the user ids with at least one session (for presence and tests).
+/// Lists the online users (presence: user sessions, grace periods included).
 #[derive(Message)]
 #[rtype(result = "Vec<Uuid>")]
 pub struct OnlineUsers;
@@ -554,8 +591,7 @@ impl Handler<OnlineUsers> for TenantSupervisor {
     type Result = MessageResult<OnlineUsers>;
 
     fn handle(&mut self, _: OnlineUsers, _: &mut Context<Self>) -> Self::Result {
-        let users: HashSet<Uuid> = self.sessions.values().filter_map(|s| s.user_id).collect();
-        MessageResult(users.into_iter().collect())
+        MessageResult(self.presence.online().collect())
     }
 }
 
@@ -711,6 +747,7 @@ mod tests {
                 send_timeout: Duration::from_secs(2),
                 usage_flush_interval: Duration::from_secs(60),
                 sla_check_interval: Duration::from_secs(60),
+                presence_grace: Duration::from_secs(10),
             },
             Arc::new(RuntimeStats::default()),
         )
@@ -782,6 +819,7 @@ mod tests {
                         user_id: None,
                         credentials: vec![id],
                         outbound: out,
+                        counts_for_presence: false,
                     },
                 )
                 .await

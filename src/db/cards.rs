@@ -969,3 +969,24 @@ pub async fn boards_with_sla_breaches(
     .await?;
     Ok(boards.into_iter().map(|b| b.id).collect())
 }
+
+/// How long the board event log keeps frames, and how many per board (kanban.md).
+pub const EVENT_LOG_DAYS: i32 = 7;
+/// The most frames kept per board.
+pub const EVENT_LOG_PER_BOARD: i64 = 10_000;
+
+/// Prunes the account's board event logs to the last [`EVENT_LOG_DAYS`] days and at most
+/// [`EVENT_LOG_PER_BOARD`] frames per board; answers how many frames went. A client asking
+/// for older frames then gets `resync_required`.
+pub async fn prune_events(conn: &mut AsyncPgConnection, account_id: Uuid) -> QueryResult<usize> {
+    diesel::sql_query(
+        "DELETE FROM board_events e USING boards b \
+         WHERE e.account_id = $1 AND b.id = e.board_id \
+         AND (e.created_at < now() - make_interval(days => $2) OR e.seq <= b.seq - $3)",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(account_id)
+    .bind::<Integer, _>(EVENT_LOG_DAYS)
+    .bind::<BigInt, _>(EVENT_LOG_PER_BOARD)
+    .execute(conn)
+    .await
+}

@@ -28,6 +28,7 @@ pub mod me;
 pub mod metrics;
 pub mod openapi;
 pub mod pagination;
+pub mod presence;
 pub mod rate_limit;
 pub mod sessions;
 pub mod sso;
@@ -80,6 +81,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         .route("/entitlements", web::get().to(entitlements::get))
                         .route("/entitlements", web::patch().to(entitlements::patch))
                         .route("/usage", web::get().to(usage::get))
+                        .route("/presence", web::get().to(presence::list))
                         .route("/audit-log", web::get().to(audit::list))
                         .route("/audit-log/{audit_id}", web::get().to(audit::get))
                         .service(kanban_routes())

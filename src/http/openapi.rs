@@ -9,7 +9,8 @@ use utoipa::{Modify, OpenApi};
 
 use super::{
     accounts, admin, api_keys, audit, auth, board_events, board_reports, boards, cards, checklists,
-    entitlements, health, instance_tokens, me, sessions, sso, stages, teams, usage, users,
+    entitlements, health, instance_tokens, me, presence, sessions, sso, stages, teams, usage,
+    users,
 };
 
 /// The document's root.
@@ -21,7 +22,7 @@ use super::{
         auth::login, sso::sso, auth::refresh, auth::logout,
         me::get, sessions::list, sessions::revoke_one, sessions::revoke_others, sessions::change_password,
         accounts::list, accounts::create, accounts::get, accounts::patch, accounts::delete,
-        entitlements::features, entitlements::get, entitlements::patch, usage::get,
+        entitlements::features, entitlements::get, entitlements::patch, usage::get, presence::list,
         audit::list, audit::get, audit::admin_list,
         boards::list, boards::create, boards::get, boards::patch, boards::delete,
         stages::list, stages::create, stages::patch, stages::delete, stages::reorder,

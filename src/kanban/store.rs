@@ -31,11 +31,16 @@ impl DbBoardStore {
 }
 
 impl BoardStore for DbBoardStore {
+    /// Prunes the event logs, then finds the boards with cards to mark past their SLA. The
+    /// marking itself is idempotent (a marked card is skipped), so two nodes sweeping the
+    /// same tenant at once mark each card once; no advisory lock is needed for that.
     fn sweep(&self, account_id: Uuid) -> whatpro_actors::board::SweepFuture {
         let db = self.db.clone();
         Box::pin(async move {
             let boards = db::tenant_tx(&db, account_id, |conn| {
                 Box::pin(async move {
+                    // The tenant's timer also keeps the event logs within their bounds.
+                    card_rows::prune_events(conn, account_id).await?;
                     Ok::<_, ApiError>(card_rows::boards_with_sla_breaches(conn, account_id).await?)
                 })
             })

@@ -127,6 +127,8 @@ pub async fn upgrade(
         user_id: principal.user_id,
         credentials,
         expires_at: principal.expires_at,
+        counts_for_presence: matches!(principal.kind, PrincipalKind::User { .. })
+            && principal.impersonator_id.is_none(),
     };
     let config = SessionConfig {
         heartbeat_interval: tuning.ws_heartbeat_interval,

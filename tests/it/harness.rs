@@ -425,8 +425,20 @@ pub fn token_of(login: &Value) -> String {
     login["token"].as_str().expect("token").to_owned()
 }
 
-/// The next text frame as JSON, skipping protocol pings (within 10 s).
+/// The next text frame as JSON, skipping protocol pings and `presence.update` events (which
+/// arrive whenever users of the tenant come and go; presence tests read them with
+/// [`next_raw_frame`]), within 10 s.
 pub async fn next_json(ws: &mut Ws) -> Value {
+    loop {
+        let frame = next_raw_frame(ws).await;
+        if frame["event"] != "presence.update" {
+            return frame;
+        }
+    }
+}
+
+/// The next text frame as JSON, skipping protocol pings only (within 10 s).
+pub async fn next_raw_frame(ws: &mut Ws) -> Value {
     loop {
         let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
             .await

@@ -96,6 +96,11 @@ const ROUTES: &[Route] = &[
     },
     Route {
         method: "GET",
+        template: "/api/v1/accounts/{account_id}/presence",
+        body: NO_BODY,
+    },
+    Route {
+        method: "GET",
         template: "/api/v1/accounts/{account_id}/audit-log",
         body: NO_BODY,
     },

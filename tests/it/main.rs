@@ -16,6 +16,7 @@ mod iam_sessions;
 mod isolation;
 mod kanban;
 mod kanban_live;
+mod presence;
 mod process;
 mod sso;
 mod tenancy;

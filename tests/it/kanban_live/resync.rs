@@ -184,3 +184,55 @@ async fn a_pruned_log_answers_resync_required_and_a_bad_after_seq_is_a_400() {
     }
     app.stop().await;
 }
+
+#[actix_rt::test]
+async fn the_tenant_timer_prunes_frames_older_than_seven_days() {
+    let app = TestApp::start_with(|c| {
+        c.rate_limit_enabled = false;
+        c.tuning.sla_check_interval = std::time::Duration::from_millis(200);
+    })
+    .await;
+    let acme = tenant(&app, "acme").await;
+    let board = acme.default_board(&app).await;
+    let admin = acme.admin.token.as_str();
+    for title in ["One", "Two", "Three"] {
+        board
+            .new_card(&app, admin, board.stages[0], title, None)
+            .await;
+    }
+    let current = board.current_seq(&app, admin).await;
+    // All but the last frame are eight days old: the tenant's timer drops them.
+    app.sql(&format!(
+        "UPDATE board_events SET created_at = now() - interval '8 days' \
+         WHERE board_id = '{}' AND seq < {current}",
+        board.id
+    ))
+    .await;
+    let logged = format!(
+        "SELECT count(*) AS n FROM board_events WHERE board_id = '{}'",
+        board.id
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while scalar(&app, &logged).await > 1 {
+        assert!(std::time::Instant::now() < deadline, "pruned within 10 s");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // The newest frame is still served; anything older asks for a reload.
+    let tail = board.events(&app, admin, current - 1).await;
+    assert_eq!(tail["items"].as_array().map(Vec::len), Some(1), "{tail}");
+    let body = refused(
+        &app,
+        admin,
+        Method::GET,
+        &board.events_path(0),
+        None,
+        409,
+        "CONFLICT",
+    )
+    .await;
+    assert_eq!(
+        body["details"],
+        json!({ "reason": "resync_required", "current_seq": current })
+    );
+    app.stop().await;
+}
