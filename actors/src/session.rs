@@ -137,6 +137,7 @@ impl WsSession {
             credentials: self.identity.credentials.clone(),
             outbound: self.outbound.clone(),
             counts_for_presence: self.identity.counts_for_presence,
+            access: self.access.clone(),
         });
     }
 

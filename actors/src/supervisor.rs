@@ -5,6 +5,7 @@
 //! the [`TenantRegistry`] restarts it on next use, or at once if it died.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::{
@@ -21,6 +22,7 @@ use crate::outbound::{CloseFrame, Outbound};
 use crate::presence::{self, Presence};
 use crate::protocol::TopicName;
 use crate::registry::TenantRegistry;
+use crate::session::TopicAccess;
 use crate::usage::{UsageCounters, UsageDelta};
 use actix::ActorFutureExt;
 
@@ -60,6 +62,7 @@ pub struct TenantSnapshot {
 
 struct SessionEntry {
     user_id: Option<Uuid>,
+    access: Arc<dyn TopicAccess>,
     counts_for_presence: bool,
     credentials: Vec<Uuid>,
     outbound: Outbound,
@@ -354,6 +357,8 @@ pub struct Connect {
     pub outbound: Outbound,
     /// A user's own session (counts for presence).
     pub counts_for_presence: bool,
+    /// How the session's subscriptions are authorized (checked again on [`RefreshAccess`]).
+    pub access: Arc<dyn TopicAccess>,
 }
 
 impl Handler<Connect> for TenantSupervisor {
@@ -378,6 +383,7 @@ impl Handler<Connect> for TenantSupervisor {
             msg.session_id,
             SessionEntry {
                 user_id: msg.user_id,
+                access: msg.access,
                 counts_for_presence: msg.counts_for_presence,
                 credentials: msg.credentials,
                 outbound: msg.outbound,
@@ -537,6 +543,70 @@ impl Handler<Event> for TenantSupervisor {
             }
         }
     }
+}
+
+/// Team memberships changed: every board subscription is authorized again in place, so a
+/// supervisor's card scope follows their teams (realtime.md, "Topics and authorization").
+/// A subscription that lost access ends with `unsubscribed` reason `removed`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RefreshAccess;
+
+impl Handler<RefreshAccess> for TenantSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: RefreshAccess, ctx: &mut Context<Self>) {
+        let checks: Vec<_> = self
+            .subscribers
+            .iter()
+            .filter_map(|(topic, ids)| match topic {
+                Topic::Board(board) => {
+                    Some((*topic, *board, ids.keys().copied().collect::<Vec<_>>()))
+                }
+                _ => None,
+            })
+            .flat_map(|(topic, board, ids)| ids.into_iter().map(move |id| (topic, board, id)))
+            .filter_map(|(topic, board, id)| {
+                let access = self.sessions.get(&id)?.access.clone();
+                Some(async move { (topic, board, id, access.board(board).await) })
+            })
+            .collect();
+        ctx.spawn(
+            actix::fut::wrap_future(in_turn(checks)).map(|results, act: &mut Self, _| {
+                for (topic, board, id, result) in results {
+                    match result {
+                        Ok(grant) => {
+                            if let Some(scope) =
+                                act.subscribers.get_mut(&topic).and_then(|s| s.get_mut(&id))
+                            {
+                                *scope = grant.scope;
+                            }
+                        }
+                        Err(_) => {
+                            act.drop_subscriber(topic, id);
+                            if let Some(entry) = act.sessions.get_mut(&id) {
+                                entry.topics.remove(&topic);
+                                entry.outbound.offer(&crate::protocol::unsubscribed(
+                                    TopicName::Board(board),
+                                    "removed",
+                                    None,
+                                ));
+                            }
+                        }
+                    }
+                }
+            }),
+        );
+    }
+}
+
+/// Awaits the futures one after another (a handful: one per board subscription).
+async fn in_turn<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut outputs = Vec::with_capacity(futures.len());
+    for future in futures {
+        outputs.push(future.await);
+    }
+    outputs
 }
 
 /// Credentials were revoked: their sessions close with 4003.
@@ -739,6 +809,29 @@ mod tests {
         }
     }
 
+    /// Access for sessions that never subscribe through ops in these tests.
+    struct NoTopics;
+
+    impl TopicAccess for NoTopics {
+        fn board(
+            &self,
+            _: Uuid,
+        ) -> std::pin::Pin<
+            Box<
+                dyn std::future::Future<
+                        Output = Result<crate::session::BoardGrant, crate::session::Refusal>,
+                    > + Send,
+            >,
+        > {
+            Box::pin(async {
+                Err(crate::session::Refusal {
+                    code: "NOT_FOUND",
+                    message: "no topics here".into(),
+                })
+            })
+        }
+    }
+
     fn registry(idle: Duration) -> TenantRegistry {
         TenantRegistry::new(
             RegistryConfig {
@@ -820,6 +913,7 @@ mod tests {
                         credentials: vec![id],
                         outbound: out,
                         counts_for_presence: false,
+                        access: Arc::new(NoTopics),
                     },
                 )
                 .await

@@ -250,6 +250,7 @@ pub async fn delete(
         })
     })
     .await?;
+    refresh_board_access(&state, account_id);
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -373,6 +374,7 @@ pub async fn add_member(
         })
     })
     .await?;
+    refresh_board_access(&state, account_id);
     Ok(HttpResponse::Created().json(Membership {
         team_id,
         user_id,
@@ -421,5 +423,14 @@ pub async fn remove_member(
         })
     })
     .await?;
+    refresh_board_access(&state, account_id);
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Team memberships decide supervisors' card scopes: live board subscriptions of the tenant
+/// are authorized again (a tenant without a live supervisor has none).
+fn refresh_board_access(state: &AppState, account_id: Uuid) {
+    if let Some(supervisor) = state.registry.get(account_id) {
+        supervisor.do_send(whatpro_actors::supervisor::RefreshAccess);
+    }
 }

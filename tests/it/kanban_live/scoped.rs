@@ -206,3 +206,99 @@ async fn agents_get_seq_skip_for_colleagues_cards_live_and_in_the_replay() {
     }
     app.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_supervisors_scope_follows_team_changes_while_subscribed() {
+    let app = start().await;
+    let acme = tenant(&app, "acme").await;
+    let sara = acme.member(&app, "sara", "supervisor").await;
+    let ana = acme.member(&app, "ana", "agent").await;
+    let board = acme.default_board(&app).await;
+    let admin = acme.admin.token.as_str();
+    ok(
+        &app,
+        admin,
+        Method::PATCH,
+        &board.path(),
+        Some(json!({ "settings": { "card_visibility": "scoped" } })),
+        200,
+    )
+    .await;
+    let team = ok(
+        &app,
+        admin,
+        Method::POST,
+        &format!("/api/v1/accounts/{}/teams", acme.id),
+        Some(json!({ "name": "Vendas" })),
+        201,
+    )
+    .await;
+    let team_id = uuid_of(&team["id"]);
+    let members = format!("/api/v1/accounts/{}/teams/{team_id}/members", acme.id);
+    ok(
+        &app,
+        admin,
+        Method::POST,
+        &members,
+        Some(json!({ "user_id": sara.id })),
+        201,
+    )
+    .await;
+    let card = board
+        .new_card(&app, admin, board.stages[0], "Ana's deal", Some(ana.id))
+        .await;
+
+    let mut scene = Scene::subscribe(&app, &board, &[admin, &sara.token]).await;
+    use View::{Full, Skip};
+    let rename = |title: &'static str| {
+        let (app, board) = (&app, &board);
+        async move {
+            board
+                .update_card(app, admin, card, json!({ "title": title }))
+                .await;
+            card_updated(
+                board.id,
+                0,
+                &board.card_now(app, admin, card).await,
+                &["title"],
+            )
+        }
+    };
+    // Ana is not in Sara's team yet: a skip.
+    let mut full = rename("v1").await;
+    full["seq"] = json!(scene.next_seq());
+    scene.expect(full, &[Full, Skip]).await;
+
+    // Ana joins Sara's team: the live subscription is authorized again, in place.
+    ok(
+        &app,
+        admin,
+        Method::POST,
+        &members,
+        Some(json!({ "user_id": ana.id })),
+        201,
+    )
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let mut full = rename("v2").await;
+        full["seq"] = json!(scene.next_seq());
+        let seq = scene.next_seq();
+        scene.seq = seq;
+        expect_frame(&mut scene.sessions[0].0, full.clone()).await;
+        let got = next_frame(&mut scene.sessions[1].0).await;
+        if normalized(got.clone()) == normalized(full.clone()) {
+            break;
+        }
+        assert_eq!(
+            got,
+            seq_skip(board.id, seq),
+            "a skip until the refresh lands"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the scope follows the team"
+        );
+    }
+    app.stop().await;
+}
