@@ -350,19 +350,24 @@ pub async fn renumber(
     Ok(ordered.iter().copied().zip(positions).collect())
 }
 
+/// A stage's cards, leaving `except` (the card being placed) out.
+fn stage_cards(stage_id: Uuid, except: Option<Uuid>) -> cards::BoxedQuery<'static, diesel::pg::Pg> {
+    let query = cards::table
+        .filter(cards::stage_id.eq(stage_id))
+        .into_boxed();
+    match except {
+        Some(except) => query.filter(cards::id.ne(except)),
+        None => query,
+    }
+}
+
 /// Ids of a stage's cards in position order, leaving `except` out.
 pub async fn ids_in_stage(
     conn: &mut AsyncPgConnection,
     stage_id: Uuid,
     except: Option<Uuid>,
 ) -> QueryResult<Vec<Uuid>> {
-    let mut query = cards::table
-        .filter(cards::stage_id.eq(stage_id))
-        .into_boxed();
-    if let Some(except) = except {
-        query = query.filter(cards::id.ne(except));
-    }
-    query
+    stage_cards(stage_id, except)
         .order((cards::position.asc(), cards::id.asc()))
         .select(cards::id)
         .load(conn)
@@ -377,14 +382,8 @@ pub async fn neighbours_at(
     index: i64,
     except: Option<Uuid>,
 ) -> QueryResult<(Option<i64>, Option<i64>)> {
-    let mut query = cards::table
-        .filter(cards::stage_id.eq(stage_id))
-        .into_boxed();
-    if let Some(except) = except {
-        query = query.filter(cards::id.ne(except));
-    }
     let start = (index - 1).max(0);
-    let found: Vec<i64> = query
+    let found: Vec<i64> = stage_cards(stage_id, except)
         .order(cards::position.asc())
         .offset(start)
         .limit(2)
@@ -406,13 +405,7 @@ pub async fn last_position(
     stage_id: Uuid,
     except: Option<Uuid>,
 ) -> QueryResult<Option<i64>> {
-    let mut query = cards::table
-        .filter(cards::stage_id.eq(stage_id))
-        .into_boxed();
-    if let Some(except) = except {
-        query = query.filter(cards::id.ne(except));
-    }
-    query
+    stage_cards(stage_id, except)
         .select(diesel::dsl::max(cards::position))
         .first(conn)
         .await

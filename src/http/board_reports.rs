@@ -2,7 +2,6 @@
 //! SLA breaches and metrics (admins and supervisors). All read from card history.
 
 use actix_web::web;
-use base64::Engine;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -15,7 +14,7 @@ use crate::db::{self, boards};
 use crate::error::ApiError;
 use crate::http::boards::gate;
 use crate::http::cards::{visible, visible_card};
-use crate::http::pagination::{Page, PageQuery};
+use crate::http::pagination::{decode_cursor, encode_cursor, Page, PageQuery};
 use crate::kanban::access;
 use crate::state::AppState;
 
@@ -46,37 +45,27 @@ pub async fn history(
     let after = query
         .cursor
         .as_deref()
-        .map(|c| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(c)
-                .ok()
-                .and_then(|bytes| serde_json::from_slice::<HistoryCursor>(&bytes).ok())
-                .map(|cursor| (cursor.at, cursor.id))
-                .ok_or_else(|| ApiError::field("cursor", "invalid cursor"))
-        })
-        .transpose()?;
-    let mut rows = db::tenant_tx(&state.db, account_id, |conn| {
+        .map(decode_cursor::<HistoryCursor>)
+        .transpose()?
+        .map(|cursor| (cursor.at, cursor.id));
+    let rows = db::tenant_tx(&state.db, account_id, |conn| {
         Box::pin(async move {
             visible_card(conn, &principal, account_id, board_id, card_id).await?;
             Ok::<_, ApiError>(board_reports::history_page(conn, card_id, after, limit + 1).await?)
         })
     })
     .await?;
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    let next_cursor = match (more, rows.last()) {
-        (true, Some(last)) => serde_json::to_vec(&HistoryCursor {
-            at: last.created_at,
-            id: last.id,
-        })
-        .ok()
-        .map(|bytes| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)),
-        _ => None,
-    };
-    Ok(web::Json(Page {
-        items: rows,
-        next_cursor,
-    }))
+    Ok(web::Json(Page::with_cursor(
+        rows,
+        limit,
+        |last| {
+            encode_cursor(&HistoryCursor {
+                at: last.created_at,
+                id: last.id,
+            })
+        },
+        |entry| entry,
+    )))
 }
 
 /// A card's stays per stage.

@@ -20,7 +20,7 @@ use crate::http::context::RequestContext;
 use crate::http::entitlements::require_feature;
 use crate::http::extract::Json;
 use crate::http::pagination::Page;
-use crate::kanban::commands::{self, BoardView, Op, Reply, MAX_STAGES, MIN_STAGES};
+use crate::kanban::commands::{self, BoardView, Op, MAX_STAGES, MIN_STAGES};
 use crate::kanban::inputs::{check_board_fields, BoardPatch, CreateBoard};
 use crate::kanban::{self};
 use crate::state::AppState;
@@ -207,10 +207,8 @@ pub async fn patch(
     gate(&state, &principal, account_id, Action::BoardsWrite).await?;
     check_board_fields(&body.0.kind, &body.0.settings)?;
     let audit = context.audit(&principal);
-    match kanban::write(&state, &principal, audit, board_id, Op::UpdateBoard(body.0)).await? {
-        Reply::Board(view) => Ok(web::Json(view)),
-        _ => Err(ApiError::internal("unexpected reply to a board update")),
-    }
+    let reply = kanban::write(&state, &principal, audit, board_id, Op::UpdateBoard(body.0)).await?;
+    Ok(web::Json(reply.into_board()?))
 }
 
 /// Deletes a board with everything on it (admin; not the default board).

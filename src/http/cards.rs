@@ -3,7 +3,6 @@
 //! actor.
 
 use actix_web::{web, HttpResponse};
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -18,8 +17,8 @@ use crate::error::ApiError;
 use crate::http::boards::gate;
 use crate::http::context::RequestContext;
 use crate::http::extract::Json;
-use crate::http::pagination::Page;
-use crate::kanban::commands::{Op, Reply};
+use crate::http::pagination::{decode_cursor, encode_cursor, Page};
+use crate::kanban::commands::Op;
 use crate::kanban::inputs::{CardPatch, CreateCard, MoveCard, PRIORITIES};
 use crate::kanban::{self, access};
 use crate::state::AppState;
@@ -190,15 +189,9 @@ impl CardListQuery {
         let after = self
             .cursor
             .as_deref()
-            .map(|c| {
-                base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(c)
-                    .ok()
-                    .and_then(|bytes| serde_json::from_slice::<Cursor>(&bytes).ok())
-                    .map(|cursor| (cursor.k, cursor.id))
-                    .ok_or_else(|| ApiError::field("cursor", "invalid cursor"))
-            })
-            .transpose()?;
+            .map(decode_cursor::<Cursor>)
+            .transpose()?
+            .map(|cursor| (cursor.k, cursor.id));
         Ok((
             CardFilter {
                 stage_ids,
@@ -251,7 +244,7 @@ pub async fn list(
     gate(&state, &principal, account_id, Action::CardsRead).await?;
     let (mut filter, limit) = query.filter(principal.user_id)?;
     let reader = principal.clone();
-    let mut rows = db::tenant_tx(&state.db, account_id, |conn| {
+    let rows = db::tenant_tx(&state.db, account_id, |conn| {
         Box::pin(async move {
             let board = boards::find(conn, account_id, board_id)
                 .await?
@@ -264,21 +257,17 @@ pub async fn list(
         })
     })
     .await?;
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    let next_cursor = match (more, rows.last()) {
-        (true, Some(last)) => serde_json::to_vec(&Cursor {
-            k: last.sort_key.clone(),
-            id: last.card.id,
-        })
-        .ok()
-        .map(|bytes| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)),
-        _ => None,
-    };
-    Ok(web::Json(Page {
-        items: rows.into_iter().map(|row| row.card).collect(),
-        next_cursor,
-    }))
+    Ok(web::Json(Page::with_cursor(
+        rows,
+        limit,
+        |last| {
+            encode_cursor(&Cursor {
+                k: last.sort_key.clone(),
+                id: last.card.id,
+            })
+        },
+        |row| row.card,
+    )))
 }
 
 /// Creates a card at the top of its stage (writers).
@@ -298,10 +287,8 @@ pub async fn create(
     let (account_id, board_id) = path.into_inner();
     gate(&state, &principal, account_id, Action::CardsWrite).await?;
     let audit = context.audit(&principal);
-    match kanban::write(&state, &principal, audit, board_id, Op::CreateCard(body.0)).await? {
-        Reply::Card(card) => Ok(HttpResponse::Created().json(card)),
-        _ => Err(ApiError::internal("unexpected reply to a card create")),
-    }
+    let reply = kanban::write(&state, &principal, audit, board_id, Op::CreateCard(body.0)).await?;
+    Ok(HttpResponse::Created().json(reply.into_card()?))
 }
 
 /// Reads a card with its checklist.
@@ -370,10 +357,8 @@ pub async fn patch(
     gate(&state, &principal, account_id, Action::CardsWrite).await?;
     let audit = context.audit(&principal);
     let op = Op::UpdateCard(card_id, body.0);
-    match kanban::write(&state, &principal, audit, board_id, op).await? {
-        Reply::Card(card) => Ok(web::Json(card)),
-        _ => Err(ApiError::internal("unexpected reply to a card update")),
-    }
+    let reply = kanban::write(&state, &principal, audit, board_id, op).await?;
+    Ok(web::Json(reply.into_card()?))
 }
 
 /// Deletes a card (account scope: admins and keys).
@@ -414,11 +399,11 @@ pub async fn move_card(
     gate(&state, &principal, account_id, Action::CardsWrite).await?;
     let audit = context.audit(&principal);
     let op = Op::MoveCard(card_id, body.0);
-    match kanban::write(&state, &principal, audit, board_id, op).await? {
-        Reply::Moved(card, history_entry) => Ok(web::Json(Moved {
-            card,
-            history_entry,
-        })),
-        _ => Err(ApiError::internal("unexpected reply to a move")),
-    }
+    let (card, history_entry) = kanban::write(&state, &principal, audit, board_id, op)
+        .await?
+        .into_moved()?;
+    Ok(web::Json(Moved {
+        card,
+        history_entry,
+    }))
 }

@@ -15,17 +15,10 @@ use crate::http::cards::visible_card;
 use crate::http::context::RequestContext;
 use crate::http::extract::Json;
 use crate::http::pagination::Page;
-use crate::kanban::commands::{Op, Reply};
+use crate::kanban::commands::Op;
 use crate::kanban::inputs::{ChecklistItemPatch, NewChecklistItem};
 use crate::kanban::{self};
 use crate::state::AppState;
-
-fn item_reply(reply: Reply) -> Result<ChecklistItem, ApiError> {
-    match reply {
-        Reply::Item(item) => Ok(item),
-        _ => Err(ApiError::internal("unexpected reply to a checklist write")),
-    }
-}
 
 /// Lists a card's checklist in order.
 #[utoipa::path(get, path = "/api/v1/accounts/{account_id}/boards/{board_id}/cards/{card_id}/checklist", tag = "kanban", security(("bearer" = []), ("api_key" = [])),
@@ -69,7 +62,7 @@ pub async fn create(
     let audit = context.audit(&principal);
     let op = Op::AddItem(card_id, body.0);
     let reply = kanban::write(&state, &principal, audit, board_id, op).await?;
-    Ok(HttpResponse::Created().json(item_reply(reply)?))
+    Ok(HttpResponse::Created().json(reply.into_item()?))
 }
 
 /// Edits an item: text, required, completed, position.
@@ -91,7 +84,7 @@ pub async fn patch(
     let audit = context.audit(&principal);
     let op = Op::UpdateItem(card_id, item_id, body.0);
     let reply = kanban::write(&state, &principal, audit, board_id, op).await?;
-    Ok(web::Json(item_reply(reply)?))
+    Ok(web::Json(reply.into_item()?))
 }
 
 /// Removes an item.

@@ -41,6 +41,23 @@ impl PageQuery {
     }
 }
 
+/// An opaque cursor for a list keyed by more than an id: the URL-safe base64 of the key's
+/// JSON. Answers `None` only if the key cannot be serialized (it always can).
+pub fn encode_cursor<K: Serialize>(key: &K) -> Option<String> {
+    serde_json::to_vec(key)
+        .ok()
+        .map(|bytes| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Reads a cursor made by [`encode_cursor`]; 400 naming `cursor` when it is not one.
+pub fn decode_cursor<K: serde::de::DeserializeOwned>(cursor: &str) -> Result<K, ApiError> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .ok_or_else(|| ApiError::field("cursor", "invalid cursor"))
+}
+
 /// A list page.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
@@ -54,18 +71,34 @@ impl<T> Page<T> {
     /// A page from `limit + 1` fetched rows keyed by `id`: the extra row only says there is
     /// more.
     pub fn from_rows<R>(
-        mut rows: Vec<R>,
+        rows: Vec<R>,
         limit: i64,
         id: impl Fn(&R) -> Uuid,
         map: impl Fn(R) -> T,
     ) -> Self {
+        Self::with_cursor(
+            rows,
+            limit,
+            |last| {
+                Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id(last).as_bytes()))
+            },
+            map,
+        )
+    }
+
+    /// A page from `limit + 1` fetched rows whose next cursor is made from the last row kept.
+    pub fn with_cursor<R>(
+        mut rows: Vec<R>,
+        limit: i64,
+        cursor: impl Fn(&R) -> Option<String>,
+        map: impl Fn(R) -> T,
+    ) -> Self {
         let more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
-        let next_cursor = match (more, rows.last()) {
-            (true, Some(last)) => {
-                Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id(last).as_bytes()))
-            }
-            _ => None,
+        let next_cursor = if more {
+            rows.last().and_then(cursor)
+        } else {
+            None
         };
         Page {
             items: rows.into_iter().map(map).collect(),

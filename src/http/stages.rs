@@ -13,17 +13,10 @@ use crate::http::boards::{gate, load_view};
 use crate::http::context::RequestContext;
 use crate::http::extract::Json;
 use crate::http::pagination::Page;
-use crate::kanban::commands::{Op, Reply};
+use crate::kanban::commands::Op;
 use crate::kanban::inputs::{ReorderStages, StageInput, StagePatch};
 use crate::kanban::{self};
 use crate::state::AppState;
-
-fn stage_reply(reply: Reply) -> Result<Stage, ApiError> {
-    match reply {
-        Reply::Stage(stage) => Ok(stage),
-        _ => Err(ApiError::internal("unexpected reply to a stage write")),
-    }
-}
 
 /// Lists a board's stages in order.
 #[utoipa::path(get, path = "/api/v1/accounts/{account_id}/boards/{board_id}/stages", tag = "kanban", security(("bearer" = []), ("api_key" = [])),
@@ -58,7 +51,7 @@ pub async fn create(
     gate(&state, &principal, account_id, Action::BoardsWrite).await?;
     let audit = context.audit(&principal);
     let reply = kanban::write(&state, &principal, audit, board_id, Op::CreateStage(body.0)).await?;
-    Ok(HttpResponse::Created().json(stage_reply(reply)?))
+    Ok(HttpResponse::Created().json(reply.into_stage()?))
 }
 
 /// Updates a stage (admin).
@@ -81,7 +74,7 @@ pub async fn patch(
     let audit = context.audit(&principal);
     let op = Op::UpdateStage(stage_id, body.0);
     let reply = kanban::write(&state, &principal, audit, board_id, op).await?;
-    Ok(web::Json(stage_reply(reply)?))
+    Ok(web::Json(reply.into_stage()?))
 }
 
 /// `DELETE …/stages/{s}` query.

@@ -94,6 +94,52 @@ pub enum Reply {
     Done,
 }
 
+impl Reply {
+    fn unexpected() -> ApiError {
+        ApiError::internal("a board write answered with an unexpected reply")
+    }
+
+    /// The board of a board write.
+    pub fn into_board(self) -> Result<BoardView, ApiError> {
+        match self {
+            Reply::Board(view) => Ok(view),
+            _ => Err(Self::unexpected()),
+        }
+    }
+
+    /// The stage of a stage write.
+    pub fn into_stage(self) -> Result<Stage, ApiError> {
+        match self {
+            Reply::Stage(stage) => Ok(stage),
+            _ => Err(Self::unexpected()),
+        }
+    }
+
+    /// The card of a card write.
+    pub fn into_card(self) -> Result<Card, ApiError> {
+        match self {
+            Reply::Card(card) => Ok(card),
+            _ => Err(Self::unexpected()),
+        }
+    }
+
+    /// The card and history row of a move.
+    pub fn into_moved(self) -> Result<(Card, Option<HistoryEntry>), ApiError> {
+        match self {
+            Reply::Moved(card, entry) => Ok((card, entry)),
+            _ => Err(Self::unexpected()),
+        }
+    }
+
+    /// The item of a checklist write.
+    pub fn into_item(self) -> Result<ChecklistItem, ApiError> {
+        match self {
+            Reply::Item(item) => Ok(item),
+            _ => Err(Self::unexpected()),
+        }
+    }
+}
+
 /// A board with its stages in order.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BoardView {
@@ -340,6 +386,34 @@ impl Writer<'_> {
         Ok(())
     }
 
+    /// Writes a history row of the acting user: `stages` is `(from, to)`.
+    async fn history(
+        &self,
+        conn: &mut AsyncPgConnection,
+        card_id: Uuid,
+        action: &'static str,
+        stages: (Option<Uuid>, Option<Uuid>),
+        notes: Option<String>,
+        metadata: Value,
+    ) -> Result<HistoryEntry, ApiError> {
+        Ok(cards::record_history(
+            conn,
+            &NewHistory {
+                id: Uuid::now_v7(),
+                account_id: self.board.account_id,
+                card_id,
+                board_id: self.board.id,
+                action,
+                from_stage_id: stages.0,
+                to_stage_id: stages.1,
+                actor_id: self.user_id(),
+                notes,
+                metadata,
+            },
+        )
+        .await?)
+    }
+
     async fn update_board(
         &self,
         conn: &mut AsyncPgConnection,
@@ -577,20 +651,13 @@ impl Writer<'_> {
                 };
                 cards::place(conn, *card_id, target.id, position, true, false).await?;
                 bottom = Some(position);
-                cards::record_history(
+                self.history(
                     conn,
-                    &NewHistory {
-                        id: Uuid::now_v7(),
-                        account_id: self.board.account_id,
-                        card_id: *card_id,
-                        board_id: self.board.id,
-                        action: stage_change_action(&stage, target),
-                        from_stage_id: Some(stage_id),
-                        to_stage_id: Some(target.id),
-                        actor_id: self.user_id(),
-                        notes: None,
-                        metadata: json!({ "reason": "stage_deleted" }),
-                    },
+                    *card_id,
+                    stage_change_action(&stage, target),
+                    (Some(stage_id), Some(target.id)),
+                    None,
+                    json!({ "reason": "stage_deleted" }),
                 )
                 .await?;
             }
@@ -737,22 +804,8 @@ impl Writer<'_> {
             ApiError::Conflict { .. } => ApiError::conflict("the conversation already has a card"),
             other => other,
         })?;
-        cards::record_history(
-            conn,
-            &NewHistory {
-                id: Uuid::now_v7(),
-                account_id: self.board.account_id,
-                card_id: id,
-                board_id: self.board.id,
-                action: "created",
-                from_stage_id: None,
-                to_stage_id: Some(stage.id),
-                actor_id: self.user_id(),
-                notes: None,
-                metadata: json!({}),
-            },
-        )
-        .await?;
+        self.history(conn, id, "created", (None, Some(stage.id)), None, json!({}))
+            .await?;
         checklists::apply_template(conn, self.board.account_id, id, &stage).await?;
         let card = cards::find(conn, self.board.id, id)
             .await?
@@ -859,23 +912,16 @@ impl Writer<'_> {
             if action == "assigned" && !assignment {
                 continue;
             }
-            cards::record_history(
+            self.history(
                 conn,
-                &NewHistory {
-                    id: Uuid::now_v7(),
-                    account_id: self.board.account_id,
-                    card_id,
-                    board_id: self.board.id,
-                    action,
-                    from_stage_id: None,
-                    to_stage_id: None,
-                    actor_id: self.user_id(),
-                    notes: None,
-                    metadata: if action == "assigned" {
-                        json!({ "from": before.assignee_id, "to": fields.assignee_id })
-                    } else {
-                        json!({ "changed": changed })
-                    },
+                card_id,
+                action,
+                (None, None),
+                None,
+                if action == "assigned" {
+                    json!({ "from": before.assignee_id, "to": fields.assignee_id })
+                } else {
+                    json!({ "changed": changed })
                 },
             )
             .await?;
@@ -974,20 +1020,13 @@ impl Writer<'_> {
         cards::place(conn, card_id, target.id, position, stage_changed, true).await?;
         let history = if stage_changed {
             Some(
-                cards::record_history(
+                self.history(
                     conn,
-                    &NewHistory {
-                        id: Uuid::now_v7(),
-                        account_id: self.board.account_id,
-                        card_id,
-                        board_id: self.board.id,
-                        action: source.map_or("moved", |s| stage_change_action(s, target)),
-                        from_stage_id: Some(card.stage_id),
-                        to_stage_id: Some(target.id),
-                        actor_id: self.user_id(),
-                        notes: input.notes,
-                        metadata: json!({}),
-                    },
+                    card_id,
+                    source.map_or("moved", |s| stage_change_action(s, target)),
+                    (Some(card.stage_id), Some(target.id)),
+                    input.notes,
+                    json!({}),
                 )
                 .await?,
             )
