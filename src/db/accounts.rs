@@ -181,3 +181,66 @@ pub async fn update(
         .get_result(conn)
         .await
 }
+
+/// A hub account as the pre-tenant look-up by Chatwoot id returns it.
+#[derive(Debug, diesel::QueryableByName)]
+pub struct MirroredAccount {
+    /// The account.
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub id: Uuid,
+    /// Its status.
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub status: String,
+}
+
+/// The account mirroring a Chatwoot account, through the `auth_account_by_chatwoot_id`
+/// SECURITY DEFINER function (SSO, before the tenant is known).
+pub async fn by_chatwoot_id(
+    conn: &mut AsyncPgConnection,
+    chatwoot_account_id: i64,
+) -> QueryResult<Option<MirroredAccount>> {
+    diesel::sql_query("SELECT id, status FROM auth_account_by_chatwoot_id($1)")
+        .bind::<diesel::sql_types::BigInt, _>(chatwoot_account_id)
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+/// Inserts an active account mirroring `chatwoot_account_id`; `None` when one already exists
+/// (a concurrent sign-in won).
+pub async fn insert_chatwoot_mirror(
+    conn: &mut AsyncPgConnection,
+    name: &str,
+    chatwoot_account_id: i64,
+) -> QueryResult<Option<Account>> {
+    diesel::insert_into(accounts::table)
+        .values(&NewAccount {
+            id: Uuid::now_v7(),
+            name,
+            is_platform: false,
+            chatwoot_account_id: Some(chatwoot_account_id),
+            locale: None,
+        })
+        .on_conflict(accounts::chatwoot_account_id)
+        .do_nothing()
+        .returning(Account::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+/// Renames an account.
+pub async fn rename(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+    name: &str,
+) -> QueryResult<Account> {
+    diesel::update(accounts::table.find(account_id))
+        .set((
+            accounts::name.eq(name),
+            accounts::updated_at.eq(chrono::Utc::now()),
+        ))
+        .returning(Account::as_returning())
+        .get_result(conn)
+        .await
+}

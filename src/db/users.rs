@@ -247,3 +247,123 @@ pub async fn set_status(
         .get_result(conn)
         .await
 }
+
+/// A Chatwoot user's fields as the hub mirrors them (SSO).
+#[derive(Debug, Clone, Copy)]
+pub struct ChatwootUser<'a> {
+    /// Chatwoot's user id.
+    pub chatwoot_user_id: i64,
+    /// Email.
+    pub email: &'a str,
+    /// Name.
+    pub name: &'a str,
+    /// Avatar (https).
+    pub avatar_url: Option<&'a str>,
+    /// The role Chatwoot gives them.
+    pub chatwoot_role: Option<&'a str>,
+    /// The hub role derived from it.
+    pub role: &'a str,
+}
+
+/// Inserts a Chatwoot-linked user (role following Chatwoot, no password); `None` when a row
+/// with that Chatwoot id or email already exists.
+pub async fn insert_chatwoot_user(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+    user: &ChatwootUser<'_>,
+) -> QueryResult<Option<User>> {
+    diesel::insert_into(users::table)
+        .values((
+            users::id.eq(Uuid::now_v7()),
+            users::account_id.eq(account_id),
+            users::email.eq(user.email),
+            users::name.eq(user.name),
+            users::avatar_url.eq(user.avatar_url),
+            users::role.eq(user.role),
+            users::role_source.eq("chatwoot"),
+            users::chatwoot_user_id.eq(Some(user.chatwoot_user_id)),
+            users::chatwoot_role.eq(user.chatwoot_role),
+        ))
+        .on_conflict_do_nothing()
+        .returning(User::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+/// The account's user linked to a Chatwoot user, locked.
+pub async fn lock_by_chatwoot_id(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+    chatwoot_user_id: i64,
+) -> QueryResult<Option<User>> {
+    users::table
+        .filter(users::account_id.eq(account_id))
+        .filter(users::chatwoot_user_id.eq(chatwoot_user_id))
+        .select(User::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The account's user with this email (case-insensitive) and no Chatwoot link, locked.
+pub async fn lock_unlinked_by_email(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+    email: &str,
+) -> QueryResult<Option<User>> {
+    users::table
+        .filter(users::account_id.eq(account_id))
+        .filter(users::email.eq(email))
+        .filter(users::chatwoot_user_id.is_null())
+        .select(User::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Whether a user of the account other than `except` (any status) has this email.
+pub async fn email_taken(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+    email: &str,
+    except: Uuid,
+) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        users::table
+            .filter(users::account_id.eq(account_id))
+            .filter(users::email.eq(email))
+            .filter(users::id.ne(except)),
+    ))
+    .get_result(conn)
+    .await
+}
+
+/// Writes the Chatwoot-owned fields, the link and the role.
+pub async fn update_from_chatwoot(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+    user_id: Uuid,
+    user: &ChatwootUser<'_>,
+    role: &str,
+) -> QueryResult<User> {
+    diesel::update(
+        users::table
+            .filter(users::account_id.eq(account_id))
+            .filter(users::id.eq(user_id)),
+    )
+    .set((
+        users::email.eq(user.email),
+        users::name.eq(user.name),
+        users::avatar_url.eq(user.avatar_url),
+        users::chatwoot_user_id.eq(Some(user.chatwoot_user_id)),
+        users::chatwoot_role.eq(user.chatwoot_role),
+        users::role.eq(role),
+        users::updated_at.eq(chrono::Utc::now()),
+    ))
+    .returning(User::as_returning())
+    .get_result(conn)
+    .await
+}

@@ -16,14 +16,13 @@
 //!   become a platform operator's credential.
 //! - The `sso_token` is never stored, logged or audited ([`SsoRequest`]'s `Debug` hides it).
 //!
-//! Every table access runs in `db::tenant_tx` or `db::platform_tx`; the only look-up before
-//! the tenant is known is the `auth_account_by_chatwoot_id` SECURITY DEFINER function.
+//! Every table access runs in `db::tenant_tx` or `db::platform_tx` (queries in `db::accounts`
+//! and `db::users`); the only look-up before the tenant is known is the
+//! `auth_account_by_chatwoot_id` SECURITY DEFINER function.
 
 use actix_web::{web, HttpResponse};
 use chrono::Utc;
-use diesel::prelude::*;
-use diesel::sql_types::BigInt;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::AsyncPgConnection;
 use serde::Deserialize;
 use serde_json::json;
 use url::Url;
@@ -33,7 +32,6 @@ use crate::auth::policy::Role;
 use crate::auth::signin;
 use crate::db::accounts::{self, Account};
 use crate::db::audit::{self, AuditEvent};
-use crate::db::schema::{accounts as accounts_table, users as users_table};
 use crate::db::users::{self, User};
 use crate::db::{self, sessions};
 use crate::error::ApiError;
@@ -208,6 +206,18 @@ fn usable_avatar(url: Option<&str>) -> Option<String> {
 }
 
 impl Identity {
+    /// The Chatwoot-owned fields of the user, as the users table stores them.
+    fn chatwoot_user(&self) -> users::ChatwootUser<'_> {
+        users::ChatwootUser {
+            chatwoot_user_id: self.chatwoot_user_id,
+            email: &self.email,
+            name: &self.name,
+            avatar_url: self.avatar_url.as_deref(),
+            chatwoot_role: self.chatwoot_role.as_deref(),
+            role: self.role.as_str(),
+        }
+    }
+
     fn new(profile: &Profile, account: &ProfileAccount) -> Result<Self, ApiError> {
         let email = profile.email.trim();
         let email_len = email.chars().count();
@@ -301,29 +311,14 @@ async fn sign_in(
     ))
 }
 
-/// A hub account as the pre-tenant look-up returns it.
-#[derive(diesel::QueryableByName)]
-struct MirroredAccount {
-    #[diesel(sql_type = diesel::sql_types::Uuid)]
-    id: Uuid,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    status: String,
-}
-
 /// The hub account mirroring a Chatwoot account (SECURITY DEFINER look-up: the tenant is not
 /// known yet).
 async fn account_by_chatwoot_id(
     state: &AppState,
     chatwoot_account_id: i64,
-) -> Result<Option<MirroredAccount>, ApiError> {
+) -> Result<Option<accounts::MirroredAccount>, ApiError> {
     let mut conn = state.db.conn().await?;
-    Ok(
-        diesel::sql_query("SELECT id, status FROM auth_account_by_chatwoot_id($1)")
-            .bind::<BigInt, _>(chatwoot_account_id)
-            .get_result(&mut conn)
-            .await
-            .optional()?,
-    )
+    Ok(accounts::by_chatwoot_id(&mut conn, chatwoot_account_id).await?)
 }
 
 fn ensure_account_usable(status: &str) -> Result<(), ApiError> {
@@ -359,7 +354,9 @@ async fn resolve_account(
     let audit_context = context.anonymous();
     let created = db::platform_tx(&state.db, db::PlatformScope::system(), |conn| {
         Box::pin(async move {
-            let Some(account) = insert_sso_account(conn, &name, chatwoot_account_id).await? else {
+            let Some(account) =
+                accounts::insert_chatwoot_mirror(conn, &name, chatwoot_account_id).await?
+            else {
                 return Ok::<_, ApiError>(None);
             };
             audit::record(
@@ -419,17 +416,18 @@ async fn upsert_and_open(
         ));
     }
     let account = if account.name != identity.account_name {
-        rename_account(conn, account_id, &identity.account_name).await?
+        accounts::rename(conn, account_id, &identity.account_name).await?
     } else {
         account
     };
 
-    let existing = match lock_by_chatwoot_id(conn, account_id, identity.chatwoot_user_id).await? {
-        Some(user) => Some((user, false)),
-        None => lock_unlinked_by_email(conn, account_id, &identity.email)
-            .await?
-            .map(|user| (user, true)),
-    };
+    let existing =
+        match users::lock_by_chatwoot_id(conn, account_id, identity.chatwoot_user_id).await? {
+            Some(user) => Some((user, false)),
+            None => users::lock_unlinked_by_email(conn, account_id, &identity.email)
+                .await?
+                .map(|user| (user, true)),
+        };
     let (user, created, linked, revoked) = match existing {
         Some((user, linked)) => {
             let (user, revoked) = refresh_user(conn, account_id, user, identity, context).await?;
@@ -444,7 +442,7 @@ async fn upsert_and_open(
                 crate::db::entitlements::Limit::MaxAgents,
             )
             .await?;
-            match insert_sso_user(conn, account_id, identity).await? {
+            match users::insert_chatwoot_user(conn, account_id, &identity.chatwoot_user()).await? {
                 Some(user) => {
                     audit::record(
                         conn,
@@ -464,13 +462,14 @@ async fn upsert_and_open(
                 // created them (committed by now, so visible), or another user of the account
                 // (linked to another Chatwoot user) has this email.
                 None => {
-                    let user = lock_by_chatwoot_id(conn, account_id, identity.chatwoot_user_id)
-                        .await?
-                        .ok_or_else(|| {
-                            ApiError::conflict(
-                                "another user of this account already has this email",
-                            )
-                        })?;
+                    let user =
+                        users::lock_by_chatwoot_id(conn, account_id, identity.chatwoot_user_id)
+                            .await?
+                            .ok_or_else(|| {
+                                ApiError::conflict(
+                                    "another user of this account already has this email",
+                                )
+                            })?;
                     let (user, revoked) =
                         refresh_user(conn, account_id, user, identity, context).await?;
                     (user, false, false, revoked)
@@ -528,7 +527,7 @@ async fn refresh_user(
             "a super_admin cannot sign in through Chatwoot",
         ));
     }
-    if email_taken(conn, account_id, &identity.email, user.id).await? {
+    if users::email_taken(conn, account_id, &identity.email, user.id).await? {
         return Err(ApiError::conflict(
             "another user of this account already has this email",
         ));
@@ -537,7 +536,9 @@ async fn refresh_user(
         "chatwoot" => identity.role.as_str().to_owned(),
         _ => user.role.clone(),
     };
-    let updated = update_from_chatwoot(conn, account_id, user.id, identity, &role).await?;
+    let updated =
+        users::update_from_chatwoot(conn, account_id, user.id, &identity.chatwoot_user(), &role)
+            .await?;
     let mut revoked = Vec::new();
     if updated.role != user.role {
         let audit_context = context.user(user.id);
@@ -588,179 +589,6 @@ async fn audit_failure(
         error_code: Some(code),
     };
     audit::record_alone(&state.db, context.anonymous(), event).await;
-}
-
-// Queries. They belong in `db/accounts.rs` and `db/users.rs` and move there when those files
-// are next edited; they run inside the caller's tenant or platform transaction.
-
-/// A new account created by SSO (`accounts::NewAccount` with the status spelled out).
-#[derive(Insertable)]
-#[diesel(table_name = accounts_table)]
-struct NewSsoAccount<'a> {
-    id: Uuid,
-    name: &'a str,
-    status: &'a str,
-    is_platform: bool,
-    chatwoot_account_id: Option<i64>,
-}
-
-/// Inserts an active account mirroring `chatwoot_account_id`; `None` when one already exists
-/// (a concurrent sign-in won). Should move to `db/accounts.rs`.
-async fn insert_sso_account(
-    conn: &mut AsyncPgConnection,
-    name: &str,
-    chatwoot_account_id: i64,
-) -> QueryResult<Option<Account>> {
-    diesel::insert_into(accounts_table::table)
-        .values(&NewSsoAccount {
-            id: Uuid::now_v7(),
-            name,
-            status: "active",
-            is_platform: false,
-            chatwoot_account_id: Some(chatwoot_account_id),
-        })
-        .on_conflict(accounts_table::chatwoot_account_id)
-        .do_nothing()
-        .returning(Account::as_returning())
-        .get_result(conn)
-        .await
-        .optional()
-}
-
-/// Renames an account. Should move to `db/accounts.rs`.
-async fn rename_account(
-    conn: &mut AsyncPgConnection,
-    account_id: Uuid,
-    name: &str,
-) -> QueryResult<Account> {
-    diesel::update(accounts_table::table.find(account_id))
-        .set((
-            accounts_table::name.eq(name),
-            accounts_table::updated_at.eq(Utc::now()),
-        ))
-        .returning(Account::as_returning())
-        .get_result(conn)
-        .await
-}
-
-/// A new user created by SSO. Should move to `db/users.rs`.
-#[derive(Insertable)]
-#[diesel(table_name = users_table)]
-struct NewSsoUser<'a> {
-    id: Uuid,
-    account_id: Uuid,
-    email: &'a str,
-    name: &'a str,
-    avatar_url: Option<&'a str>,
-    role: &'a str,
-    role_source: &'a str,
-    chatwoot_user_id: Option<i64>,
-    chatwoot_role: Option<&'a str>,
-}
-
-/// Inserts a Chatwoot-linked user (role following Chatwoot, no password); `None` when a row
-/// with that Chatwoot id or email already exists. Should move to `db/users.rs`.
-async fn insert_sso_user(
-    conn: &mut AsyncPgConnection,
-    account_id: Uuid,
-    identity: &Identity,
-) -> QueryResult<Option<User>> {
-    diesel::insert_into(users_table::table)
-        .values(&NewSsoUser {
-            id: Uuid::now_v7(),
-            account_id,
-            email: &identity.email,
-            name: &identity.name,
-            avatar_url: identity.avatar_url.as_deref(),
-            role: identity.role.as_str(),
-            role_source: "chatwoot",
-            chatwoot_user_id: Some(identity.chatwoot_user_id),
-            chatwoot_role: identity.chatwoot_role.as_deref(),
-        })
-        .on_conflict_do_nothing()
-        .returning(User::as_returning())
-        .get_result(conn)
-        .await
-        .optional()
-}
-
-/// The account's user linked to a Chatwoot user, locked. Should move to `db/users.rs`.
-async fn lock_by_chatwoot_id(
-    conn: &mut AsyncPgConnection,
-    account_id: Uuid,
-    chatwoot_user_id: i64,
-) -> QueryResult<Option<User>> {
-    users_table::table
-        .filter(users_table::account_id.eq(account_id))
-        .filter(users_table::chatwoot_user_id.eq(chatwoot_user_id))
-        .select(User::as_select())
-        .for_update()
-        .first(conn)
-        .await
-        .optional()
-}
-
-/// The account's user with this email (case-insensitive) and no Chatwoot link, locked.
-/// Should move to `db/users.rs`.
-async fn lock_unlinked_by_email(
-    conn: &mut AsyncPgConnection,
-    account_id: Uuid,
-    email: &str,
-) -> QueryResult<Option<User>> {
-    users_table::table
-        .filter(users_table::account_id.eq(account_id))
-        .filter(users_table::email.eq(email))
-        .filter(users_table::chatwoot_user_id.is_null())
-        .select(User::as_select())
-        .for_update()
-        .first(conn)
-        .await
-        .optional()
-}
-
-/// Whether a user of the account other than `except` (any status) has this email. Should move
-/// to `db/users.rs`.
-async fn email_taken(
-    conn: &mut AsyncPgConnection,
-    account_id: Uuid,
-    email: &str,
-    except: Uuid,
-) -> QueryResult<bool> {
-    diesel::select(diesel::dsl::exists(
-        users_table::table
-            .filter(users_table::account_id.eq(account_id))
-            .filter(users_table::email.eq(email))
-            .filter(users_table::id.ne(except)),
-    ))
-    .get_result(conn)
-    .await
-}
-
-/// Writes the Chatwoot-owned fields and the link, with `role`. Should move to `db/users.rs`.
-async fn update_from_chatwoot(
-    conn: &mut AsyncPgConnection,
-    account_id: Uuid,
-    user_id: Uuid,
-    identity: &Identity,
-    role: &str,
-) -> QueryResult<User> {
-    diesel::update(
-        users_table::table
-            .filter(users_table::account_id.eq(account_id))
-            .filter(users_table::id.eq(user_id)),
-    )
-    .set((
-        users_table::email.eq(&identity.email),
-        users_table::name.eq(&identity.name),
-        users_table::avatar_url.eq(identity.avatar_url.as_deref()),
-        users_table::chatwoot_user_id.eq(Some(identity.chatwoot_user_id)),
-        users_table::chatwoot_role.eq(identity.chatwoot_role.as_deref()),
-        users_table::role.eq(role),
-        users_table::updated_at.eq(Utc::now()),
-    ))
-    .returning(User::as_returning())
-    .get_result(conn)
-    .await
 }
 
 #[cfg(test)]
