@@ -368,6 +368,33 @@ impl TestApp {
         .id
     }
 
+    /// The rows of `query` as JSON objects, run as the database owner in the platform scope
+    /// (every tenant visible).
+    pub async fn rows(&self, query: &str) -> Vec<Value> {
+        use diesel_async::SimpleAsyncConnection;
+        #[derive(diesel::QueryableByName)]
+        struct Rows {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            rows: String,
+        }
+        let mut conn = AsyncPgConnection::establish(&self.db_url)
+            .await
+            .expect("owner connection");
+        conn.batch_execute("SET app.platform = 'on'")
+            .await
+            .expect("platform scope");
+        let found: Rows = diesel::sql_query(format!(
+            "SELECT coalesce(json_agg(t), '[]'::json)::text AS rows FROM ({query}) t"
+        ))
+        .get_result(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("query rows: {e}\n{query}"));
+        match serde_json::from_str(&found.rows).expect("rows JSON") {
+            Value::Array(rows) => rows,
+            other => panic!("not an array: {other}"),
+        }
+    }
+
     /// Runs SQL as the database owner.
     pub async fn sql(&self, statement: &str) {
         use diesel_async::SimpleAsyncConnection;

@@ -23,8 +23,6 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, ResponseError};
-use diesel::sql_types::Text;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use serde_json::{json, Value};
 use url::Url;
 use whatpro_hub::http::sso::profile_error;
@@ -218,31 +216,6 @@ async fn sso_ok(app: &TestApp, body: Value) -> Value {
     body
 }
 
-/// Rows of `query` as JSON objects (as the database owner, in the platform scope).
-async fn rows(app: &TestApp, query: &str) -> Vec<Value> {
-    #[derive(diesel::QueryableByName)]
-    struct Rows {
-        #[diesel(sql_type = Text)]
-        rows: String,
-    }
-    let mut conn = AsyncPgConnection::establish(&app.db_url)
-        .await
-        .expect("owner connection");
-    conn.batch_execute("SET app.platform = 'on'")
-        .await
-        .expect("platform scope");
-    let found: Rows = diesel::sql_query(format!(
-        "SELECT coalesce(json_agg(t), '[]'::json)::text AS rows FROM ({query}) t"
-    ))
-    .get_result(&mut conn)
-    .await
-    .expect("query rows");
-    match serde_json::from_str(&found.rows).expect("rows JSON") {
-        Value::Array(rows) => rows,
-        other => panic!("not an array: {other}"),
-    }
-}
-
 async fn me(app: &TestApp, token: &str) -> reqwest::Response {
     app.http
         .get(app.url("/api/v1/me"))
@@ -253,8 +226,7 @@ async fn me(app: &TestApp, token: &str) -> reqwest::Response {
 }
 
 async fn failed_audits(app: &TestApp) -> Vec<Value> {
-    rows(
-        app,
+    app.rows(
         "SELECT account_id, error_code, result, after FROM audit_log \
          WHERE action = 'auth.sso.failed' ORDER BY created_at",
     )
@@ -306,9 +278,7 @@ async fn sso_creates_account_and_user_and_the_token_works() {
     // The token went to Chatwoot in the api_access_token header, once.
     assert_eq!(fake.seen_tokens(), vec!["tok-ana".to_owned()]);
 
-    let accounts = rows(
-        &app,
-        "SELECT id::text, name, status, is_platform FROM accounts WHERE chatwoot_account_id = 7",
+    let accounts = app.rows("SELECT id::text, name, status, is_platform FROM accounts WHERE chatwoot_account_id = 7",
     )
     .await;
     assert_eq!(accounts.len(), 1);
@@ -317,13 +287,13 @@ async fn sso_creates_account_and_user_and_the_token_works() {
     assert_eq!(accounts[0]["is_platform"], false);
     assert_eq!(accounts[0]["id"], user["account_id"]);
 
-    let users = rows(
-        &app,
-        "SELECT id::text, account_id::text, email::text, name, role, role_source, status, \
+    let users = app
+        .rows(
+            "SELECT id::text, account_id::text, email::text, name, role, role_source, status, \
          chatwoot_role, avatar_url, password_hash, last_login_at IS NOT NULL AS logged_in \
          FROM users WHERE chatwoot_user_id = 41",
-    )
-    .await;
+        )
+        .await;
     assert_eq!(users.len(), 1);
     let row = &users[0];
     assert_eq!(row["id"], user["id"]);
@@ -340,22 +310,20 @@ async fn sso_creates_account_and_user_and_the_token_works() {
     assert_eq!(row["password_hash"], Value::Null);
     assert_eq!(row["logged_in"], true);
 
-    let sessions = rows(
-        &app,
-        &format!(
+    let sessions = app
+        .rows(&format!(
             "SELECT kind FROM sessions WHERE user_id = '{}'",
             user["id"].as_str().expect("id")
-        ),
-    )
-    .await;
+        ))
+        .await;
     assert_eq!(sessions, vec![json!({ "kind": "sso" })]);
-    let audits = rows(
-        &app,
-        "SELECT action, account_id::text, result FROM audit_log \
+    let audits = app
+        .rows(
+            "SELECT action, account_id::text, result FROM audit_log \
          WHERE action IN ('auth.sso.succeeded', 'account.created', 'user.created') \
          ORDER BY action",
-    )
-    .await;
+        )
+        .await;
     let actions: Vec<&str> = audits.iter().filter_map(|a| a["action"].as_str()).collect();
     assert_eq!(
         actions,
@@ -363,12 +331,12 @@ async fn sso_creates_account_and_user_and_the_token_works() {
     );
     assert!(audits.iter().all(|a| a["account_id"] == user["account_id"]));
     // Neither the token nor the profile's echoed access token is stored anywhere audited.
-    let leaked = rows(
-        &app,
-        "SELECT id FROM audit_log WHERE after::text LIKE '%tok-ana%' \
+    let leaked = app
+        .rows(
+            "SELECT id FROM audit_log WHERE after::text LIKE '%tok-ana%' \
          OR after::text LIKE '%echoed-access-token%'",
-    )
-    .await;
+        )
+        .await;
     assert!(leaked.is_empty());
 
     // The access token works.
@@ -404,12 +372,12 @@ async fn chatwoot_roles_map_to_admin_or_agent_never_super_admin() {
     let body = sso_ok(&app, json!({ "sso_token": "tok-custom", "account_id": 7 })).await;
     assert_eq!(body["user"]["role"], "agent");
 
-    let roles = rows(
-        &app,
-        "SELECT chatwoot_user_id, role FROM users WHERE chatwoot_user_id IS NOT NULL \
+    let roles = app
+        .rows(
+            "SELECT chatwoot_user_id, role FROM users WHERE chatwoot_user_id IS NOT NULL \
          ORDER BY chatwoot_user_id",
-    )
-    .await;
+        )
+        .await;
     assert_eq!(
         roles,
         vec![
@@ -418,12 +386,12 @@ async fn chatwoot_roles_map_to_admin_or_agent_never_super_admin() {
             json!({ "chatwoot_user_id": 53, "role": "agent" }),
         ]
     );
-    let super_admins = rows(
-        &app,
-        "SELECT u.id FROM users u JOIN accounts a ON a.id = u.account_id \
+    let super_admins = app
+        .rows(
+            "SELECT u.id FROM users u JOIN accounts a ON a.id = u.account_id \
          WHERE u.role = 'super_admin' AND NOT a.is_platform",
-    )
-    .await;
+        )
+        .await;
     assert!(super_admins.is_empty());
 }
 
@@ -440,23 +408,19 @@ async fn upstream_refusals_are_invalid_token() {
         assert_error(response, 401, "INVALID_TOKEN").await;
     }
     assert_eq!(fake.seen_tokens(), ["tok-unknown", "tok-403", "tok-404"]);
-    assert!(rows(
-        &app,
-        "SELECT id FROM accounts WHERE chatwoot_account_id IS NOT NULL"
-    )
-    .await
-    .is_empty());
+    assert!(app
+        .rows("SELECT id FROM accounts WHERE chatwoot_account_id IS NOT NULL")
+        .await
+        .is_empty());
     let audits = failed_audits(&app).await;
     assert_eq!(audits.len(), 3);
     assert!(audits.iter().all(|a| a["error_code"] == "INVALID_TOKEN"
         && a["result"] == "failure"
         && a["account_id"].is_null()));
-    assert!(rows(
-        &app,
-        "SELECT id FROM audit_log WHERE after::text LIKE '%tok-%'"
-    )
-    .await
-    .is_empty());
+    assert!(app
+        .rows("SELECT id FROM audit_log WHERE after::text LIKE '%tok-%'")
+        .await
+        .is_empty());
 }
 
 #[actix_rt::test]
@@ -491,12 +455,10 @@ async fn upstream_failures_are_bad_gateway() {
         fake.state.lock().expect("fake state").redirect_target_hits,
         0
     );
-    assert!(rows(
-        &app,
-        "SELECT id FROM users WHERE chatwoot_user_id IS NOT NULL"
-    )
-    .await
-    .is_empty());
+    assert!(app
+        .rows("SELECT id FROM users WHERE chatwoot_user_id IS NOT NULL")
+        .await
+        .is_empty());
 }
 
 #[actix_rt::test]
@@ -543,18 +505,14 @@ async fn an_account_not_in_the_profile_is_forbidden() {
     );
     let response = sso(&app, json!({ "sso_token": "tok-ana", "account_id": 8 })).await;
     assert_error(response, 403, "FORBIDDEN").await;
-    assert!(rows(
-        &app,
-        "SELECT id FROM accounts WHERE chatwoot_account_id IS NOT NULL"
-    )
-    .await
-    .is_empty());
-    assert!(rows(
-        &app,
-        "SELECT id FROM users WHERE chatwoot_user_id IS NOT NULL"
-    )
-    .await
-    .is_empty());
+    assert!(app
+        .rows("SELECT id FROM accounts WHERE chatwoot_account_id IS NOT NULL")
+        .await
+        .is_empty());
+    assert!(app
+        .rows("SELECT id FROM users WHERE chatwoot_user_id IS NOT NULL")
+        .await
+        .is_empty());
     let audits = failed_audits(&app).await;
     assert_eq!(audits.len(), 1);
     assert_eq!(audits[0]["error_code"], "FORBIDDEN");
@@ -580,21 +538,19 @@ async fn two_accounts_unchosen_is_a_conflict() {
         body["details"]["accounts"],
         json!([{ "id": 7, "name": "Acme" }, { "id": 8, "name": "Beta" }])
     );
-    assert!(rows(
-        &app,
-        "SELECT id FROM accounts WHERE chatwoot_account_id IS NOT NULL"
-    )
-    .await
-    .is_empty());
+    assert!(app
+        .rows("SELECT id FROM accounts WHERE chatwoot_account_id IS NOT NULL")
+        .await
+        .is_empty());
 
     let body = sso_ok(&app, json!({ "sso_token": "tok-ana", "account_id": 8 })).await;
     assert_eq!(body["user"]["account_name"], "Beta");
     assert_eq!(body["user"]["role"], "admin");
-    let accounts = rows(
-        &app,
-        "SELECT chatwoot_account_id, name FROM accounts WHERE chatwoot_account_id IS NOT NULL",
-    )
-    .await;
+    let accounts = app
+        .rows(
+            "SELECT chatwoot_account_id, name FROM accounts WHERE chatwoot_account_id IS NOT NULL",
+        )
+        .await;
     assert_eq!(
         accounts,
         vec![json!({ "chatwoot_account_id": 8, "name": "Beta" })]
@@ -627,11 +583,9 @@ async fn chatwoot_roles_follow_until_a_manual_promotion_which_survives() {
     fake.profile("tok-ana", &login("agent"));
     let fourth = sso_ok(&app, json!({ "sso_token": "tok-ana" })).await;
     assert_eq!(fourth["user"]["role"], "supervisor");
-    let user = rows(
-        &app,
-        "SELECT role, role_source, chatwoot_role FROM users WHERE chatwoot_user_id = 41",
-    )
-    .await;
+    let user = app
+        .rows("SELECT role, role_source, chatwoot_role FROM users WHERE chatwoot_user_id = 41")
+        .await;
     assert_eq!(
         user,
         vec![json!({ "role": "supervisor", "role_source": "manual", "chatwoot_role": "agent" })]
@@ -653,14 +607,12 @@ async fn a_deactivated_user_is_forbidden() {
     .await;
     let response = sso(&app, json!({ "sso_token": "tok-ana" })).await;
     assert_error(response, 403, "FORBIDDEN").await;
-    let sessions = rows(
-        &app,
-        &format!(
+    let sessions = app
+        .rows(&format!(
             "SELECT id FROM sessions WHERE user_id = '{}'",
             first["user"]["id"].as_str().expect("id")
-        ),
-    )
-    .await;
+        ))
+        .await;
     assert_eq!(sessions.len(), 1, "no session for the refused sign-in");
     let audits = failed_audits(&app).await;
     assert_eq!(audits.len(), 1);
@@ -678,18 +630,14 @@ async fn account_creation_can_be_disabled() {
     );
     let response = sso(&app, json!({ "sso_token": "tok-ana" })).await;
     assert_error(response, 403, "FORBIDDEN").await;
-    assert!(rows(
-        &app,
-        "SELECT id FROM accounts WHERE chatwoot_account_id IS NOT NULL"
-    )
-    .await
-    .is_empty());
-    assert!(rows(
-        &app,
-        "SELECT id FROM users WHERE chatwoot_user_id IS NOT NULL"
-    )
-    .await
-    .is_empty());
+    assert!(app
+        .rows("SELECT id FROM accounts WHERE chatwoot_account_id IS NOT NULL")
+        .await
+        .is_empty());
+    assert!(app
+        .rows("SELECT id FROM users WHERE chatwoot_user_id IS NOT NULL")
+        .await
+        .is_empty());
 
     // A known account still signs in, and its name follows Chatwoot.
     let account = app.seed_account("Old name").await;
@@ -700,11 +648,9 @@ async fn account_creation_can_be_disabled() {
     let body = sso_ok(&app, json!({ "sso_token": "tok-ana" })).await;
     assert_eq!(body["user"]["account_id"], account.to_string());
     assert_eq!(body["user"]["account_name"], "Acme");
-    let names = rows(
-        &app,
-        &format!("SELECT name FROM accounts WHERE id = '{account}'"),
-    )
-    .await;
+    let names = app
+        .rows(&format!("SELECT name FROM accounts WHERE id = '{account}'"))
+        .await;
     assert_eq!(names, vec![json!({ "name": "Acme" })]);
 }
 
@@ -740,17 +686,13 @@ async fn suspended_deleted_and_platform_accounts_are_forbidden() {
         let response = sso(&app, json!({ "sso_token": token })).await;
         assert_error(response, 403, "FORBIDDEN").await;
     }
-    assert!(rows(
-        &app,
-        "SELECT id FROM users WHERE chatwoot_user_id IS NOT NULL"
-    )
-    .await
-    .is_empty());
-    let super_admin = rows(
-        &app,
-        "SELECT role, chatwoot_user_id FROM users WHERE email = 'root@hub.test'",
-    )
-    .await;
+    assert!(app
+        .rows("SELECT id FROM users WHERE chatwoot_user_id IS NOT NULL")
+        .await
+        .is_empty());
+    let super_admin = app
+        .rows("SELECT role, chatwoot_user_id FROM users WHERE email = 'root@hub.test'")
+        .await;
     assert_eq!(
         super_admin,
         vec![json!({ "role": "super_admin", "chatwoot_user_id": null })]
@@ -779,14 +721,12 @@ async fn an_existing_user_is_linked_by_email_and_keeps_the_hub_role() {
     assert_eq!(body["user"]["id"], user.to_string());
     assert_eq!(body["user"]["role"], "supervisor");
     assert_eq!(body["user"]["name"], "Ana Souza");
-    let rows_found = rows(
-        &app,
-        &format!(
+    let rows_found = app
+        .rows(&format!(
             "SELECT chatwoot_user_id, chatwoot_role, role, role_source, name FROM users \
              WHERE account_id = '{account}'"
-        ),
-    )
-    .await;
+        ))
+        .await;
     assert_eq!(
         rows_found,
         vec![json!({
@@ -806,11 +746,9 @@ async fn the_profile_is_refreshed_and_only_https_avatars_are_kept() {
     profile["avatar_url"] = json!("http://insecure.example.com/a.png");
     fake.profile("tok-ana", &profile);
     let first = sso_ok(&app, json!({ "sso_token": "tok-ana" })).await;
-    let avatar = rows(
-        &app,
-        "SELECT avatar_url FROM users WHERE chatwoot_user_id = 41",
-    )
-    .await;
+    let avatar = app
+        .rows("SELECT avatar_url FROM users WHERE chatwoot_user_id = 41")
+        .await;
     assert_eq!(avatar, vec![json!({ "avatar_url": null })]);
 
     let mut profile = chatwoot_profile(
@@ -825,11 +763,9 @@ async fn the_profile_is_refreshed_and_only_https_avatars_are_kept() {
     assert_eq!(second["user"]["id"], first["user"]["id"]);
     assert_eq!(second["user"]["email"], "ana.souza@acme.com");
     assert_eq!(second["user"]["account_name"], "Acme Corp");
-    let user = rows(
-        &app,
-        "SELECT email::text, name, avatar_url FROM users WHERE chatwoot_user_id = 41",
-    )
-    .await;
+    let user = app
+        .rows("SELECT email::text, name, avatar_url FROM users WHERE chatwoot_user_id = 41")
+        .await;
     assert_eq!(
         user,
         vec![json!({
@@ -841,11 +777,9 @@ async fn the_profile_is_refreshed_and_only_https_avatars_are_kept() {
     profile["avatar_url"] = json!("");
     fake.profile("tok-ana", &profile);
     sso_ok(&app, json!({ "sso_token": "tok-ana" })).await;
-    let avatar = rows(
-        &app,
-        "SELECT avatar_url FROM users WHERE chatwoot_user_id = 41",
-    )
-    .await;
+    let avatar = app
+        .rows("SELECT avatar_url FROM users WHERE chatwoot_user_id = 41")
+        .await;
     assert_eq!(avatar, vec![json!({ "avatar_url": null })]);
 }
 
@@ -902,15 +836,15 @@ async fn concurrent_first_sign_ins_create_one_account_and_one_user() {
     .await;
     let user_id = &bodies[0]["user"]["id"];
     assert!(bodies.iter().all(|b| &b["user"]["id"] == user_id));
-    let accounts = rows(
-        &app,
-        "SELECT id FROM accounts WHERE chatwoot_account_id = 7",
-    )
-    .await;
+    let accounts = app
+        .rows("SELECT id FROM accounts WHERE chatwoot_account_id = 7")
+        .await;
     assert_eq!(accounts.len(), 1);
-    let users = rows(&app, "SELECT id FROM users WHERE chatwoot_user_id = 41").await;
+    let users = app
+        .rows("SELECT id FROM users WHERE chatwoot_user_id = 41")
+        .await;
     assert_eq!(users.len(), 1);
-    let sessions = rows(&app, "SELECT id FROM sessions WHERE kind = 'sso'").await;
+    let sessions = app.rows("SELECT id FROM sessions WHERE kind = 'sso'").await;
     assert_eq!(sessions.len(), 4);
 }
 

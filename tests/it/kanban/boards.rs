@@ -154,14 +154,12 @@ async fn concurrent_make_default_requests_leave_exactly_one_default() {
             !winners.is_empty(),
             "round {round}: neither request succeeded"
         );
-        let defaults = rows(
-            &app,
-            &format!(
+        let defaults = app
+            .rows(&format!(
                 "SELECT id FROM boards WHERE account_id = '{}' AND is_default",
                 acme.id
-            ),
-        )
-        .await;
+            ))
+            .await;
         assert_eq!(defaults.len(), 1, "round {round}: {defaults:?}");
         let default = id(&defaults[0]);
         assert!(

@@ -169,19 +169,17 @@ async fn clock(app: &TestApp, tz: &str) -> Clock {
     let at = |expression: String| {
         format!("extract(epoch FROM ({expression}) AT TIME ZONE '{tz}')::float8")
     };
-    let row = rows(
-        app,
-        &format!(
+    let row = app
+        .rows(&format!(
             "SELECT extract(epoch FROM now())::float8 AS now, {} AS today, {} AS tomorrow, \
              {} AS week, {} AS next_week",
             at(format!("date_trunc('day', {local})")),
             at(format!("date_trunc('day', {local}) + interval '1 day'")),
             at(format!("date_trunc('week', {local})")),
             at(format!("date_trunc('week', {local}) + interval '7 days'")),
-        ),
-    )
-    .await
-    .remove(0);
+        ))
+        .await
+        .remove(0);
     let get = |k: &str| row[k].as_f64().unwrap();
     Clock {
         now: get("now"),

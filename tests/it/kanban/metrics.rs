@@ -287,9 +287,7 @@ impl<'a> Scripted<'a> {
                 format!("({i}, timestamp '{date} {clock}' AT TIME ZONE '{TZ}')")
             })
             .collect();
-        let found = rows(
-            self.acme.app,
-            &format!(
+        let found = self.acme.app.rows(&format!(
                 "SELECT i, extract(epoch FROM t)::float8 AS at, (t AT TIME ZONE '{tz}')::date::text AS date \
                  FROM (VALUES {}) v(i, t) ORDER BY i",
                 values.join(", ")
@@ -299,12 +297,16 @@ impl<'a> Scripted<'a> {
         let bound = |date: &str| {
             format!("extract(epoch FROM timestamp '{date} 00:00' AT TIME ZONE '{tz}')::float8")
         };
-        let bounds = rows(
-            self.acme.app,
-            &format!("SELECT {} AS start, {} AS end", bound(FROM), bound(AFTER)),
-        )
-        .await
-        .remove(0);
+        let bounds = self
+            .acme
+            .app
+            .rows(&format!(
+                "SELECT {} AS start, {} AS end",
+                bound(FROM),
+                bound(AFTER)
+            ))
+            .await
+            .remove(0);
         View {
             steps: SCRIPT
                 .iter()

@@ -11,10 +11,9 @@ use super::support::*;
 
 /// The cards of a stage with their positions, top first, straight from the database.
 async fn stored_order(app: &TestApp, stage: Uuid) -> Vec<(Uuid, i64)> {
-    rows(
-        app,
-        &format!("SELECT id, position FROM cards WHERE stage_id = '{stage}' ORDER BY position, id"),
-    )
+    app.rows(&format!(
+        "SELECT id, position FROM cards WHERE stage_id = '{stage}' ORDER BY position, id"
+    ))
     .await
     .iter()
     .map(|r| (id(r), r["position"].as_i64().expect("position")))
@@ -48,10 +47,9 @@ async fn assert_model(
 
 /// `xmin` of every card of a board: a changed value is a rewritten row.
 async fn row_versions(app: &TestApp, board: Uuid) -> Vec<Value> {
-    rows(
-        app,
-        &format!("SELECT id, xmin::text AS xmin FROM cards WHERE board_id = '{board}' ORDER BY id"),
-    )
+    app.rows(&format!(
+        "SELECT id, xmin::text AS xmin FROM cards WHERE board_id = '{board}' ORDER BY id"
+    ))
     .await
 }
 

@@ -10,8 +10,6 @@
 
 use std::collections::BTreeSet;
 
-use diesel::sql_types::Text;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -428,14 +426,12 @@ impl<'a> Tenant<'a> {
 /// A stage of another tenant's default board (a fresh account, seeded for the purpose).
 pub async fn foreign_stage(app: &TestApp, name: &str) -> Uuid {
     let other = app.seed_account(name).await;
-    let found = rows(
-        app,
-        &format!(
+    let found = app
+        .rows(&format!(
             "SELECT s.id FROM stages s JOIN boards b ON b.id = s.board_id \
              WHERE b.account_id = '{other}' ORDER BY s.position LIMIT 1"
-        ),
-    )
-    .await;
+        ))
+        .await;
     id(&found[0])
 }
 
@@ -584,34 +580,9 @@ pub async fn card_history(client: &Client<'_>, board: Uuid, card: Uuid) -> Vec<V
 // Database
 // ---------------------------------------------------------------------------------------------
 
-/// Runs a query as the database owner in the platform scope; returns its rows as JSON objects.
-pub async fn rows(app: &TestApp, query: &str) -> Vec<Value> {
-    #[derive(diesel::QueryableByName)]
-    struct Rows {
-        #[diesel(sql_type = Text)]
-        rows: String,
-    }
-    let mut conn = AsyncPgConnection::establish(&app.db_url)
-        .await
-        .expect("owner connection");
-    conn.batch_execute("SET app.platform = 'on'")
-        .await
-        .expect("platform scope");
-    let found: Rows = diesel::sql_query(format!(
-        "SELECT coalesce(json_agg(t), '[]'::json)::text AS rows FROM ({query}) t"
-    ))
-    .get_result(&mut conn)
-    .await
-    .unwrap_or_else(|e| panic!("query rows: {e}\n{query}"));
-    match serde_json::from_str(&found.rows).expect("rows JSON") {
-        Value::Array(rows) => rows,
-        other => panic!("not an array: {other}"),
-    }
-}
-
 /// The single value `v` of a one-row query such as `SELECT count(*) AS v …`.
 pub async fn value(app: &TestApp, query: &str) -> Value {
-    let found = rows(app, query).await;
+    let found = app.rows(query).await;
     assert_eq!(found.len(), 1, "one row expected from {query}");
     found[0]["v"].clone()
 }
@@ -641,7 +612,7 @@ pub async fn kanban_state(app: &TestApp, account: Uuid) -> Value {
         table("card_history", "h"),
         table("card_checklist_items", "i"),
     );
-    rows(app, &query).await.remove(0)
+    app.rows(&query).await.remove(0)
 }
 
 /// A database row of one card (without the search vector).
@@ -655,10 +626,9 @@ pub async fn card_row(app: &TestApp, card: Uuid) -> Value {
 
 /// History rows of a card, oldest first.
 pub async fn history_rows(app: &TestApp, card: Uuid) -> Vec<Value> {
-    rows(
-        app,
-        &format!("SELECT * FROM card_history WHERE card_id = '{card}' ORDER BY created_at, id"),
-    )
+    app.rows(&format!(
+        "SELECT * FROM card_history WHERE card_id = '{card}' ORDER BY created_at, id"
+    ))
     .await
 }
 
@@ -718,14 +688,12 @@ pub async fn seed_cards(app: &TestApp, seed: Seed<'_>) -> Vec<Uuid> {
         seed.count as i64 - 1
     ))
     .await;
-    let found = rows(
-        app,
-        &format!(
+    let found = app
+        .rows(&format!(
             "SELECT id FROM cards WHERE board_id = '{}' AND title LIKE '{} %' ORDER BY title",
             seed.board, seed.prefix
-        ),
-    )
-    .await;
+        ))
+        .await;
     assert_eq!(found.len(), seed.count, "seeded cards");
     found.iter().map(id).collect()
 }

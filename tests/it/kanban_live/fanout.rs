@@ -154,11 +154,11 @@ async fn fifty_concurrent_moves_into_one_stage_keep_seqs_positions_and_history_e
     }
 
     // Positions are unique in the target stage, which now holds all 50 cards.
-    let positions = rows(
-        &app,
-        &format!("SELECT id, position FROM cards WHERE stage_id = '{target}'"),
-    )
-    .await;
+    let positions = app
+        .rows(&format!(
+            "SELECT id, position FROM cards WHERE stage_id = '{target}'"
+        ))
+        .await;
     assert_eq!(positions.len(), 50);
     let distinct: BTreeSet<i64> = positions
         .iter()
@@ -167,15 +167,13 @@ async fn fifty_concurrent_moves_into_one_stage_keep_seqs_positions_and_history_e
     assert_eq!(distinct.len(), 50, "positions are unique: {positions:?}");
 
     // One `moved` row per stage change, none for a reorder, matching the answers and frames.
-    let mut history = rows(
-        &app,
-        &format!(
+    let mut history = app
+        .rows(&format!(
             "SELECT id, card_id, action, from_stage_id, to_stage_id FROM card_history \
              WHERE board_id = '{}' AND action <> 'created'",
             board.id
-        ),
-    )
-    .await;
+        ))
+        .await;
     history.sort_by_key(|row| row["card_id"].as_str().unwrap().to_owned());
     assert_eq!(
         scalar(

@@ -83,25 +83,23 @@ async fn count_in_scope(app: &TestApp, account: Uuid, table: &str, filter: &str)
 /// An `INSERT` of a copy of one of `account`'s rows of `table` (all writable columns, with
 /// `overrides` so no unique key collides).
 async fn copy_insert(app: &TestApp, table: &str, account: Uuid, overrides: Value) -> String {
-    let columns = rows(
-        app,
-        &format!(
+    let columns = app
+        .rows(&format!(
             "SELECT column_name AS c FROM information_schema.columns \
              WHERE table_schema = current_schema() AND table_name = '{table}' \
              AND is_generated = 'NEVER' AND coalesce(identity_generation, '') <> 'ALWAYS' \
              ORDER BY ordinal_position"
-        ),
-    )
-    .await;
+        ))
+        .await;
     let columns: Vec<String> = columns
         .iter()
         .map(|r| r["c"].as_str().expect("column").to_owned())
         .collect();
-    let found = rows(
-        app,
-        &format!("SELECT to_jsonb(t) AS r FROM {table} t WHERE account_id = '{account}' LIMIT 1"),
-    )
-    .await;
+    let found = app
+        .rows(&format!(
+            "SELECT to_jsonb(t) AS r FROM {table} t WHERE account_id = '{account}' LIMIT 1"
+        ))
+        .await;
     let source = found
         .into_iter()
         .next()

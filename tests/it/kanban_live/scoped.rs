@@ -250,7 +250,7 @@ async fn a_supervisors_scope_follows_team_changes_while_subscribed() {
 
     let mut scene = Scene::subscribe(&app, &board, &[admin, &sara.token]).await;
     use View::{Full, Skip};
-    let rename = |title: &'static str| {
+    let rename = |title: String| {
         let (app, board) = (&app, &board);
         async move {
             board
@@ -265,7 +265,7 @@ async fn a_supervisors_scope_follows_team_changes_while_subscribed() {
         }
     };
     // Ana is not in Sara's team yet: a skip.
-    let mut full = rename("v1").await;
+    let mut full = rename("v1".into()).await;
     full["seq"] = json!(scene.next_seq());
     scene.expect(full, &[Full, Skip]).await;
 
@@ -280,8 +280,9 @@ async fn a_supervisors_scope_follows_team_changes_while_subscribed() {
     )
     .await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        let mut full = rename("v2").await;
+    for attempt in 2.. {
+        // A new title each time: renaming to the same title is no write and emits nothing.
+        let mut full = rename(format!("v{attempt}")).await;
         full["seq"] = json!(scene.next_seq());
         let seq = scene.next_seq();
         scene.seq = seq;

@@ -1,14 +1,10 @@
 //! Helpers of the kanban realtime suite: tenants on a plan with boards, REST calls with any
 //! credential, board paths, websocket subscriptions, expected frames and SQL reads.
 
-use diesel::sql_types::Text;
-use diesel_async::RunQueryDsl;
 use reqwest::Method;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use uuid::Uuid;
-use whatpro_hub::db;
-use whatpro_hub::error::ApiError;
 
 use crate::harness::*;
 
@@ -614,33 +610,9 @@ pub async fn sub_refused(ws: &mut Ws, topic: &str, code: &str) -> Value {
 // SQL
 // ---------------------------------------------------------------------------------------------
 
-#[derive(diesel::QueryableByName)]
-struct JsonText {
-    #[diesel(sql_type = Text)]
-    t: String,
-}
-
-/// The rows of a query as JSON objects, read by the server's role in the platform scope
-/// (every tenant visible).
-pub async fn rows(app: &TestApp, query: &str) -> Vec<Value> {
-    let sql = format!("SELECT coalesce(json_agg(q), '[]')::text AS t FROM ({query}) q");
-    let text = db::platform_tx(&app.server.state.db, db::PlatformScope::system(), |conn| {
-        Box::pin(async move {
-            Ok::<_, ApiError>(diesel::sql_query(sql).get_result::<JsonText>(conn).await?)
-        })
-    })
-    .await
-    .expect("platform query")
-    .t;
-    match serde_json::from_str(&text).expect("JSON rows") {
-        Value::Array(rows) => rows,
-        other => panic!("not an array: {other}"),
-    }
-}
-
 /// A query returning one integer column `n` in one row.
 pub async fn scalar(app: &TestApp, query: &str) -> i64 {
-    let rows = rows(app, query).await;
+    let rows = app.rows(query).await;
     assert_eq!(rows.len(), 1, "one row from {query}");
     rows[0]["n"]
         .as_i64()
