@@ -16,6 +16,7 @@ mod iam_sessions;
 mod isolation;
 mod kanban;
 mod kanban_live;
+mod privacy;
 mod process;
 mod sso;
 mod tenancy;
