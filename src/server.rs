@@ -213,6 +213,7 @@ pub async fn start_with_database(
             .wrap(from_fn(http::rate_limit::rate_limit))
             .wrap(from_fn(http::cors::cors))
             .wrap(from_fn(http::edge::edge))
+            .wrap(from_fn(http::denials::audit_denials))
             .wrap(TracingLogger::<HubRootSpan>::new())
     })
     .workers(config.tuning.http_workers.max(1))

@@ -3,6 +3,10 @@
 //! Handlers name the [`Action`] they perform and call [`authorize`]; nothing else compares
 //! roles or scopes. A 403 names what was missing (`details.required_role` or
 //! `details.required_scope`).
+//!
+//! [`authorize`] also notes every admin-level action a request attempts ([`attempts`]), so the
+//! denial middleware (`http::denials`) can audit a 403 on one (tenancy.md §6) without any
+//! handler writing audit rows for refusals.
 
 use std::collections::BTreeSet;
 
@@ -246,10 +250,62 @@ pub enum Action {
     PlatformAdmin,
     /// Start impersonating a user.
     Impersonate,
-    /// `/api/v1/me/*` (sessions, export).
+    /// `/api/v1/me/sessions` (impersonators too: the target sees the session).
     SelfService,
-    /// Changing one's own password or email.
+    /// Changing one's own password.
     OwnCredentials,
+    /// Correcting one's own profile (`PATCH /api/v1/me`: name, email, avatar, preferences).
+    OwnProfileUpdate,
+    /// Exporting everything held about oneself (`GET /api/v1/me/export`).
+    OwnDataExport,
+}
+
+impl Action {
+    /// The `<resource>.<verb>` an audit row names the action by (denials).
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::AccountRead => "account.read",
+            Action::AccountUpdate => "account.update",
+            Action::UsageRead => "usage.read",
+            Action::UsersRead => "user.read",
+            Action::UsersManage => "user.manage",
+            Action::TeamsRead => "team.read",
+            Action::TeamsManage => "team.manage",
+            Action::BoardsRead => "board.read",
+            Action::BoardsWrite => "board.write",
+            Action::StagesReorder => "stage.reorder",
+            Action::BoardMetrics => "board.metrics",
+            Action::CardsRead => "card.read",
+            Action::CardsWrite => "card.write",
+            Action::CardsDelete => "card.delete",
+            Action::ProvidersRead => "provider.read",
+            Action::ProvidersWrite => "provider.write",
+            Action::MessagesSend => "message.send",
+            Action::InboxesRead => "inbox.read",
+            Action::InboxesWrite => "inbox.write",
+            Action::AuditRead => "audit_log.read",
+            Action::ApiKeysManage => "api_key.manage",
+            Action::InstanceTokensIssue => "instance_token.issue",
+            Action::BillingWrite => "billing.write",
+            Action::PlatformAdmin => "platform.admin",
+            Action::Impersonate => "impersonation.start",
+            Action::SelfService => "session.self_service",
+            Action::OwnCredentials => "user.own_credentials",
+            Action::OwnProfileUpdate => "user.own_profile",
+            Action::OwnDataExport => "privacy.export",
+        }
+    }
+
+    /// The resource type of [`Action::name`] (the part before the first dot).
+    pub fn resource_type(self) -> &'static str {
+        let name = self.name();
+        name.split_once('.').map_or(name, |(resource, _)| resource)
+    }
+
+    /// Whether the action needs an admin or more (its 403s are audited, tenancy.md §6).
+    pub fn is_admin_level(self) -> bool {
+        rule_for(self).min_role >= Role::Admin
+    }
 }
 
 struct Rule {
@@ -297,6 +353,8 @@ fn rule_for(action: Action) -> Rule {
         Action::Impersonate => rule(SuperAdmin, None, UsersNotImpersonating),
         Action::SelfService => rule(Agent, None, UsersOnly),
         Action::OwnCredentials => rule(Agent, None, UsersNotImpersonating),
+        Action::OwnProfileUpdate => rule(Agent, None, UsersNotImpersonating),
+        Action::OwnDataExport => rule(Agent, None, UsersNotImpersonating),
     }
 }
 
@@ -310,6 +368,9 @@ fn forbidden(message: &'static str, details: serde_json::Value) -> ApiError {
 /// Decides whether `principal` may perform `action` (row scopes are the caller's next step).
 pub fn authorize(principal: &Principal, action: Action) -> Result<(), ApiError> {
     let rule = rule_for(action);
+    if rule.min_role >= Role::Admin {
+        attempts::note(principal, action);
+    }
     let is_user = matches!(principal.kind, PrincipalKind::User { .. });
     match rule.callers {
         Callers::UsersOnly | Callers::UsersNotImpersonating if !is_user => {
@@ -356,5 +417,121 @@ pub fn may_assign_role(actor: Role, new_role: Role) -> bool {
     match new_role {
         Role::SuperAdmin => actor == Role::SuperAdmin,
         other => actor >= Role::Admin && other <= actor,
+    }
+}
+
+/// The admin-level action a request attempted, kept for the length of the request so that a
+/// 403 answer can be audited as a denial (tenancy.md §6) in one place, whichever check (the
+/// matrix here, or a handler's own rule after it) refused.
+///
+/// The note lives in a task-local set up by [`attempts::watch`] around the inner service; the
+/// handler runs inside that future, so [`authorize`] can note without any handler knowing.
+/// Outside a watch (websockets, unit tests) noting does nothing.
+pub mod attempts {
+    use std::cell::RefCell;
+    use std::future::Future;
+
+    use uuid::Uuid;
+
+    use super::Action;
+    use crate::auth::principal::Principal;
+
+    /// Who attempted which admin-level action.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Attempt {
+        /// The action.
+        pub action: Action,
+        /// The principal's account.
+        pub account_id: Uuid,
+        /// `user`, `api_key` or `instance_token`.
+        pub actor_type: &'static str,
+        /// The acting user, key or token (the super_admin while impersonating).
+        pub actor_id: Option<Uuid>,
+        /// The impersonated user.
+        pub acted_as_user_id: Option<Uuid>,
+    }
+
+    tokio::task_local! {
+        static ATTEMPT: RefCell<Option<Attempt>>;
+    }
+
+    /// Notes an admin-level attempt (the latest one wins); a no-op outside [`watch`].
+    pub(super) fn note(principal: &Principal, action: Action) {
+        let (actor_type, actor_id) = principal.actor();
+        let attempt = Attempt {
+            action,
+            account_id: principal.account_id,
+            actor_type,
+            actor_id,
+            acted_as_user_id: principal.impersonator_id.and(principal.user_id),
+        };
+        let _ = ATTEMPT.try_with(|cell| *cell.borrow_mut() = Some(attempt));
+    }
+
+    /// Runs `future` noting the admin-level action it attempts; returns its output and the
+    /// attempt, if any.
+    pub async fn watch<T>(future: impl Future<Output = T>) -> (T, Option<Attempt>) {
+        ATTEMPT
+            .scope(RefCell::new(None), async move {
+                let output = future.await;
+                let attempt = ATTEMPT.with(|cell| cell.borrow_mut().take());
+                (output, attempt)
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use super::attempts::watch;
+    use super::*;
+
+    fn user(role: Role) -> Principal {
+        Principal {
+            kind: PrincipalKind::User {
+                session_id: Uuid::now_v7(),
+            },
+            account_id: Uuid::now_v7(),
+            user_id: Some(Uuid::now_v7()),
+            role,
+            scopes: None,
+            impersonator_id: None,
+            provider_instance_id: None,
+            expires_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn admin_level_attempts_are_noted_inside_a_watch_only() {
+        let agent = user(Role::Agent);
+        let (result, attempt) = watch(async { authorize(&agent, Action::UsersManage) }).await;
+        assert!(result.is_err());
+        let attempt = attempt.expect("noted");
+        assert_eq!(attempt.action, Action::UsersManage);
+        assert_eq!(attempt.account_id, agent.account_id);
+        assert_eq!(
+            (attempt.actor_type, attempt.actor_id),
+            ("user", agent.user_id)
+        );
+        // Agent-level actions are not noted, allowed or not.
+        let (_, attempt) = watch(async {
+            authorize(&agent, Action::CardsRead)?;
+            authorize(&user(Role::Agent), Action::StagesReorder)
+        })
+        .await;
+        assert_eq!(attempt, None);
+        // Outside a watch, noting is a no-op (websockets, background work).
+        assert!(authorize(&agent, Action::ApiKeysManage).is_err());
+    }
+
+    #[test]
+    fn action_names_are_resource_dot_verb() {
+        assert_eq!(Action::UsersManage.name(), "user.manage");
+        assert_eq!(Action::UsersManage.resource_type(), "user");
+        assert_eq!(Action::AuditRead.resource_type(), "audit_log");
+        assert!(Action::BillingWrite.is_admin_level());
+        assert!(!Action::StagesReorder.is_admin_level());
     }
 }

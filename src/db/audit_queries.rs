@@ -13,7 +13,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::schema::audit_log;
+use super::schema::{audit_log, instance_tokens};
 
 /// One audit row, every column.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -197,6 +197,58 @@ pub async fn find(
         .first(conn)
         .await
         .optional()
+}
+
+/// The rows where the user acts: as themself, impersonated by a super_admin (acted as), or
+/// through one of their instance tokens; of `account_id` only when given (a super_admin's
+/// export, in the platform scope, covers every account). Newest first.
+pub async fn acted_by_user(
+    conn: &mut AsyncPgConnection,
+    account_id: Option<Uuid>,
+    user_id: Uuid,
+) -> QueryResult<Vec<AuditEntry>> {
+    let tokens = instance_tokens::table
+        .filter(instance_tokens::user_id.eq(user_id))
+        .select(instance_tokens::id.nullable());
+    let mut query = audit_log::table
+        .filter(
+            audit_log::actor_type
+                .eq("user")
+                .and(audit_log::actor_id.eq(user_id))
+                .or(audit_log::acted_as_user_id.eq(user_id))
+                .or(audit_log::actor_type
+                    .eq("instance_token")
+                    .and(audit_log::actor_id.eq_any(tokens))),
+        )
+        .into_boxed();
+    if let Some(account_id) = account_id {
+        query = query.filter(audit_log::account_id.eq(account_id));
+    }
+    query
+        .order((audit_log::created_at.desc(), audit_log::id.desc()))
+        .select(AuditEntry::as_select())
+        .load(conn)
+        .await
+}
+
+/// How many successful `action` rows the user wrote in the account since `since`.
+pub async fn count_by_actor_since(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+    actor_id: Uuid,
+    action: &str,
+    since: DateTime<Utc>,
+) -> QueryResult<i64> {
+    audit_log::table
+        .filter(audit_log::account_id.eq(account_id))
+        .filter(audit_log::action.eq(action))
+        .filter(audit_log::actor_type.eq("user"))
+        .filter(audit_log::actor_id.eq(actor_id))
+        .filter(audit_log::result.eq("success"))
+        .filter(audit_log::created_at.ge(since))
+        .count()
+        .get_result(conn)
+        .await
 }
 
 #[cfg(test)]

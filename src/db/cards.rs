@@ -983,3 +983,20 @@ pub async fn prune_events(conn: &mut AsyncPgConnection, account_id: Uuid) -> Que
     .execute(conn)
     .await
 }
+
+/// The cards of the account assigned to or created by the user, oldest first (the
+/// data-subject export).
+pub async fn of_user(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+    user_id: Uuid,
+) -> QueryResult<Vec<Card>> {
+    diesel::sql_query(format!(
+        "{CARD_SELECT} WHERE c.account_id = $1 AND (c.assignee_id = $2 OR c.created_by = $2) \
+         ORDER BY c.created_at, c.id"
+    ))
+    .bind::<diesel::sql_types::Uuid, _>(account_id)
+    .bind::<diesel::sql_types::Uuid, _>(user_id)
+    .load(conn)
+    .await
+}

@@ -200,3 +200,18 @@ pub async fn set_impersonator(
         .await
         .map(|_| ())
 }
+
+/// Every session of the user, live or not, newest first, with its revocation reason.
+pub async fn all_of_user(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+    user_id: Uuid,
+) -> QueryResult<Vec<(Session, Option<String>)>> {
+    sessions::table
+        .filter(sessions::account_id.eq(account_id))
+        .filter(sessions::user_id.eq(user_id))
+        .order((sessions::created_at.desc(), sessions::id.desc()))
+        .select((Session::as_select(), sessions::revoke_reason))
+        .load(conn)
+        .await
+}

@@ -196,3 +196,44 @@ pub async fn of_user(
         .load(conn)
         .await
 }
+
+/// The teams of several users of the account, as (user id, team id, team name), by team name.
+pub async fn of_users(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+    user_ids: &[Uuid],
+) -> QueryResult<Vec<(Uuid, Uuid, String)>> {
+    if user_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    team_members::table
+        .inner_join(teams::table.on(teams::id.eq(team_members::team_id)))
+        .filter(team_members::account_id.eq(account_id))
+        .filter(team_members::user_id.eq_any(user_ids))
+        .order((teams::name.asc(), teams::id.asc()))
+        .select((team_members::user_id, teams::id, teams::name))
+        .load(conn)
+        .await
+}
+
+/// The user's memberships with when and by whom they were added, as (team id, team name,
+/// added by, added at), by team name.
+pub async fn memberships_of(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+    user_id: Uuid,
+) -> QueryResult<Vec<(Uuid, String, Option<Uuid>, DateTime<Utc>)>> {
+    team_members::table
+        .inner_join(teams::table.on(teams::id.eq(team_members::team_id)))
+        .filter(team_members::account_id.eq(account_id))
+        .filter(team_members::user_id.eq(user_id))
+        .order((teams::name.asc(), teams::id.asc()))
+        .select((
+            teams::id,
+            teams::name,
+            team_members::added_by,
+            team_members::created_at,
+        ))
+        .load(conn)
+        .await
+}

@@ -6,7 +6,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::accounts::Account;
-use super::schema::{accounts, users};
+use super::schema::{accounts, team_members, users};
 
 /// A user row.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -164,16 +164,64 @@ pub async fn find(
         .optional()
 }
 
-/// A page of the account's users in id order (ids are time-ordered UUIDv7), after `after`.
+/// The filters of a user listing; `None` means "any".
+#[derive(Debug, Clone, Default)]
+pub struct UserFilter {
+    /// `active` or `inactive`.
+    pub status: Option<String>,
+    /// A role's wire name.
+    pub role: Option<String>,
+    /// Members of this team only.
+    pub team_id: Option<Uuid>,
+    /// Name or email contains this (case-insensitive).
+    pub q: Option<String>,
+}
+
+/// `%text%` for `ILIKE`, with `%`, `_` and `\` escaped.
+fn contains_pattern(text: &str) -> String {
+    format!(
+        "%{}%",
+        text.replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    )
+}
+
+/// A page of the account's users matching `filter`, in id order (ids are time-ordered
+/// UUIDv7), after `after`.
 pub async fn page(
     conn: &mut AsyncPgConnection,
     account_id: Uuid,
+    filter: &UserFilter,
     after: Option<Uuid>,
     limit: i64,
 ) -> QueryResult<Vec<User>> {
     let mut query = users::table
         .filter(users::account_id.eq(account_id))
         .into_boxed();
+    if let Some(status) = &filter.status {
+        query = query.filter(users::status.eq(status.clone()));
+    }
+    if let Some(role) = &filter.role {
+        query = query.filter(users::role.eq(role.clone()));
+    }
+    if let Some(team_id) = filter.team_id {
+        query = query.filter(
+            users::id.eq_any(
+                team_members::table
+                    .filter(team_members::account_id.eq(account_id))
+                    .filter(team_members::team_id.eq(team_id))
+                    .select(team_members::user_id),
+            ),
+        );
+    }
+    if let Some(q) = &filter.q {
+        let pattern = contains_pattern(q);
+        // citext has no `ILIKE` in diesel's DSL; its text form matches the same way.
+        let email_matches = diesel::dsl::sql::<diesel::sql_types::Bool>("users.email::text ILIKE ")
+            .bind::<diesel::sql_types::Text, _>(pattern.clone());
+        query = query.filter(users::name.ilike(pattern).or(email_matches));
+    }
     if let Some(after) = after {
         query = query.filter(users::id.gt(after));
     }
@@ -202,17 +250,57 @@ pub async fn set_role(
         .await
 }
 
-/// Sets a user's name.
-pub async fn set_name(
+/// Profile fields to change; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, AsChangeset)]
+#[diesel(table_name = users)]
+pub struct ProfileChanges {
+    /// Display name.
+    pub name: Option<String>,
+    /// Email (unique per account, case-insensitive: a clash is a unique violation).
+    pub email: Option<String>,
+    /// https avatar URL; `Some(None)` clears it.
+    pub avatar_url: Option<Option<String>>,
+    /// Client preferences (an object of at most 16 KiB, checked by the column too).
+    pub preferences: Option<serde_json::Value>,
+}
+
+impl ProfileChanges {
+    /// Whether nothing is to change.
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none()
+            && self.email.is_none()
+            && self.avatar_url.is_none()
+            && self.preferences.is_none()
+    }
+}
+
+/// Changes a user's profile fields (at least one must be given).
+pub async fn update_profile(
     conn: &mut AsyncPgConnection,
     user_id: Uuid,
-    name: &str,
+    changes: &ProfileChanges,
 ) -> QueryResult<User> {
     diesel::update(users::table.find(user_id))
-        .set((users::name.eq(name), users::updated_at.eq(Utc::now())))
+        .set((changes, users::updated_at.eq(Utc::now())))
         .returning(User::as_returning())
         .get_result(conn)
         .await
+}
+
+/// A user of the account, its row locked until the transaction ends.
+pub async fn lock(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+    user_id: Uuid,
+) -> QueryResult<Option<User>> {
+    users::table
+        .filter(users::account_id.eq(account_id))
+        .filter(users::id.eq(user_id))
+        .select(User::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
 }
 
 /// Active admins of the account, locked (the last one may not be demoted).
@@ -366,4 +454,64 @@ pub async fn update_from_chatwoot(
     .returning(User::as_returning())
     .get_result(conn)
     .await
+}
+
+/// Every column of a user row the person may see about themself (the data-subject export):
+/// all but the password hash, which only shows as whether there is one.
+#[derive(Debug, Clone, Queryable, Selectable, serde::Serialize, utoipa::ToSchema)]
+#[diesel(table_name = users)]
+pub struct PersonalProfile {
+    /// Id.
+    pub id: Uuid,
+    /// Account.
+    pub account_id: Uuid,
+    /// Email.
+    pub email: String,
+    /// Display name.
+    pub name: String,
+    /// Avatar.
+    pub avatar_url: Option<String>,
+    /// Role.
+    pub role: String,
+    /// `chatwoot` or `manual`.
+    pub role_source: String,
+    /// `active` or `inactive`.
+    pub status: String,
+    /// Chatwoot user id.
+    pub chatwoot_user_id: Option<i64>,
+    /// The role Chatwoot gives the user.
+    pub chatwoot_role: Option<String>,
+    /// Chatwoot availability.
+    pub availability: Option<String>,
+    /// Client preferences.
+    #[schema(value_type = Object)]
+    pub preferences: serde_json::Value,
+    /// Last activity.
+    pub last_seen_at: Option<DateTime<Utc>>,
+    /// Last login.
+    pub last_login_at: Option<DateTime<Utc>>,
+    /// When deactivated.
+    pub deactivated_at: Option<DateTime<Utc>>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The user's personal profile and whether they have a password.
+pub async fn personal_profile(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+    user_id: Uuid,
+) -> QueryResult<Option<(PersonalProfile, bool)>> {
+    users::table
+        .filter(users::account_id.eq(account_id))
+        .filter(users::id.eq(user_id))
+        .select((
+            PersonalProfile::as_select(),
+            users::password_hash.is_not_null(),
+        ))
+        .first(conn)
+        .await
+        .optional()
 }

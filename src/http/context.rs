@@ -61,11 +61,9 @@ impl RequestContext {
     }
 }
 
-impl FromRequest for RequestContext {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+impl RequestContext {
+    /// The facts of `req` (also for middleware, which has no extractor).
+    pub fn of(req: &HttpRequest) -> Self {
         let trusted = req
             .app_data::<web::Data<AppState>>()
             .map(|s| s.config.trusted_proxies.clone())
@@ -76,7 +74,7 @@ impl FromRequest for RequestContext {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         };
-        ready(Ok(RequestContext {
+        RequestContext {
             ip: client_ip(req, &trusted),
             user_agent: header("user-agent").map(|ua| ua.chars().take(512).collect()),
             request_id: req
@@ -85,6 +83,15 @@ impl FromRequest for RequestContext {
                 .map(|id| id.0.clone())
                 .unwrap_or_default(),
             origin: header("origin"),
-        }))
+        }
+    }
+}
+
+impl FromRequest for RequestContext {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(Ok(RequestContext::of(req)))
     }
 }

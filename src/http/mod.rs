@@ -19,6 +19,7 @@ pub mod client_ip;
 pub mod console;
 pub mod context;
 pub mod cors;
+pub mod denials;
 pub mod edge;
 pub mod entitlements;
 pub mod extract;
@@ -29,6 +30,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod pagination;
 pub mod presence;
+pub mod privacy;
 pub mod rate_limit;
 pub mod sessions;
 pub mod sso;
@@ -59,6 +61,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/auth/refresh", web::post().to(auth::refresh))
                 .route("/auth/logout", web::post().to(auth::logout))
                 .route("/me", web::get().to(me::get))
+                .route("/me", web::patch().to(me::patch))
+                .route("/me/export", web::get().to(privacy::export))
                 .route("/me/sessions", web::get().to(sessions::list))
                 .route("/me/sessions", web::delete().to(sessions::revoke_others))
                 .route(

@@ -9,8 +9,8 @@ use utoipa::{Modify, OpenApi};
 
 use super::{
     accounts, admin, api_keys, audit, auth, board_events, board_reports, boards, cards, checklists,
-    entitlements, health, instance_tokens, me, presence, sessions, sso, stages, teams, usage,
-    users,
+    entitlements, health, instance_tokens, me, presence, privacy, sessions, sso, stages, teams,
+    usage, users,
 };
 
 /// The document's root.
@@ -20,7 +20,7 @@ use super::{
     paths(
         health::live, health::ready,
         auth::login, sso::sso, auth::refresh, auth::logout,
-        me::get, sessions::list, sessions::revoke_one, sessions::revoke_others, sessions::change_password,
+        me::get, me::patch, privacy::export, sessions::list, sessions::revoke_one, sessions::revoke_others, sessions::change_password,
         accounts::list, accounts::create, accounts::get, accounts::patch, accounts::delete,
         entitlements::features, entitlements::get, entitlements::patch, usage::get, presence::list,
         audit::list, audit::get, audit::admin_list,

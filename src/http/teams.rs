@@ -271,13 +271,12 @@ pub async fn members(
             teams::find(conn, account_id, team_id)
                 .await?
                 .ok_or(ApiError::NotFound)?;
-            Ok::<_, ApiError>(teams::members(conn, account_id, team_id).await?)
+            let members = teams::members(conn, account_id, team_id).await?;
+            crate::http::users::views(conn, account_id, members).await
         })
     })
     .await?;
-    Ok(web::Json(Page::all(
-        members.into_iter().map(UserView::from).collect(),
-    )))
+    Ok(web::Json(Page::all(members)))
 }
 
 /// Who may change a team's membership: admins; supervisors for agents in their own teams.

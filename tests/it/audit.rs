@@ -6,7 +6,9 @@
 //! `audit:read` keys; not agents, not keys without the scope); tenant isolation (an admin of A
 //! sees none of B's rows nor platform rows, and B's row id is a 404); `/admin/audit-log` for
 //! super_admin only, with platform rows and the `account_id` filter; unknown parameters are a
-//! 400; and `admin maintenance` dropping whole monthly partitions past retention.
+//! 400; `admin maintenance` dropping whole monthly partitions past retention; and 403s on
+//! admin-level actions written as `denied` rows (by the matrix or a handler's own rule, keys'
+//! `SCOPE_MISSING` included), while 404s, 400s, agent-level 403s and plan limits are not.
 
 use std::collections::HashSet;
 use std::process::Stdio;
@@ -1032,5 +1034,232 @@ async fn the_admin_maintenance_command_prints_its_report() {
         "{after:?}"
     );
     assert!(after.contains(&month_partition(0)));
+    app.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Denials
+// ---------------------------------------------------------------------------------------------
+
+/// Every `denied` row, oldest first, as JSON objects.
+async fn denied_rows(app: &TestApp) -> Vec<Value> {
+    texts(
+        app,
+        "SELECT to_jsonb(a)::text AS t FROM audit_log a WHERE result = 'denied' \
+         ORDER BY created_at, id",
+    )
+    .await
+    .iter()
+    .map(|t| serde_json::from_str(t).expect("row JSON"))
+    .collect()
+}
+
+/// `method path` with a bearer token or key and an optional JSON body.
+async fn send(
+    app: &TestApp,
+    who: As<'_>,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> reqwest::Response {
+    let request = app.http.request(method, app.url(path));
+    let request = match who {
+        As::Bearer(token) => request.bearer_auth(token),
+        As::Key(key) => request.header("x-api-key", key),
+    };
+    let request = match body {
+        Some(body) => request.json(&body),
+        None => request,
+    };
+    request.send().await.unwrap()
+}
+
+/// Asserts a 403 with `code`; returns the response's request id.
+async fn forbidden(response: reqwest::Response, code: &str) -> String {
+    let body = assert_error(response, 403, code).await;
+    body["request_id"].as_str().expect("request id").to_owned()
+}
+
+#[actix_rt::test]
+async fn admin_level_403s_are_audited_as_denied_and_nothing_else_is() {
+    use reqwest::Method;
+    let app = start().await;
+    let acme = app.seed_account("Acme").await;
+    let other = app.seed_account("Other").await;
+    let admin_id = app.seed_user(acme, "admin@acme.test", "admin").await;
+    let agent_id = app.seed_user(acme, "agent@acme.test", "agent").await;
+    let admin = login_user(&app, "admin@acme.test").await;
+    let agent = login_user(&app, "agent@acme.test").await;
+    let (key, key_id) = new_key(&app, &admin, acme, &["users:read"]).await;
+    let users = format!("/api/v1/accounts/{acme}/users");
+    let new_user = json!({ "email": "new@acme.test", "name": "New", "role": "agent" });
+
+    // Refused by the matrix: an agent creating a user, listing API keys, listing accounts.
+    let create_id = forbidden(
+        send(
+            &app,
+            As::Bearer(&agent),
+            Method::POST,
+            &users,
+            Some(new_user.clone()),
+        )
+        .await,
+        "FORBIDDEN",
+    )
+    .await;
+    forbidden(
+        send(
+            &app,
+            As::Bearer(&agent),
+            Method::GET,
+            &format!("/api/v1/accounts/{acme}/api-keys"),
+            None,
+        )
+        .await,
+        "FORBIDDEN",
+    )
+    .await;
+    forbidden(
+        send(
+            &app,
+            As::Bearer(&agent),
+            Method::GET,
+            "/api/v1/accounts",
+            None,
+        )
+        .await,
+        "FORBIDDEN",
+    )
+    .await;
+    // Refused by the handler after the matrix allowed it: an admin changing their own role.
+    forbidden(
+        send(
+            &app,
+            As::Bearer(&admin),
+            Method::PATCH,
+            &format!("{users}/{admin_id}"),
+            Some(json!({ "role": "agent" })),
+        )
+        .await,
+        "FORBIDDEN",
+    )
+    .await;
+    // A key without the scope of an admin-level read.
+    forbidden(
+        send(&app, As::Key(&key), Method::GET, &log_url(acme), None).await,
+        "SCOPE_MISSING",
+    )
+    .await;
+
+    // Not denials of admin-level actions: a 404 and a 400 on one, another tenant's path
+    // (404), an agent-level 403 (a key on the caller's own sessions), and a plan limit.
+    let missing = format!("{users}/{}", Uuid::now_v7());
+    let response = send(
+        &app,
+        As::Bearer(&admin),
+        Method::PATCH,
+        &missing,
+        Some(json!({ "name": "X" })),
+    )
+    .await;
+    assert_error(response, 404, "NOT_FOUND").await;
+    let response = send(
+        &app,
+        As::Bearer(&admin),
+        Method::POST,
+        &users,
+        Some(json!({ "email": "x" })),
+    )
+    .await;
+    assert_error(response, 400, "VALIDATION_ERROR").await;
+    let response = send(
+        &app,
+        As::Bearer(&agent),
+        Method::POST,
+        &format!("/api/v1/accounts/{other}/users"),
+        Some(new_user.clone()),
+    )
+    .await;
+    assert_error(response, 404, "NOT_FOUND").await;
+    forbidden(
+        send(
+            &app,
+            As::Key(&key),
+            Method::GET,
+            "/api/v1/me/sessions",
+            None,
+        )
+        .await,
+        "FORBIDDEN",
+    )
+    .await;
+    let response = send(
+        &app,
+        As::Bearer(&admin),
+        Method::POST,
+        &users,
+        Some(new_user),
+    )
+    .await;
+    assert_error(response, 403, "QUOTA_EXCEEDED").await;
+
+    let rows = denied_rows(&app).await;
+    let summary: Vec<(String, String, String, String, Option<String>)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["actor_id"].as_str().unwrap().to_owned(),
+                r["actor_type"].as_str().unwrap().to_owned(),
+                r["action"].as_str().unwrap().to_owned(),
+                r["error_code"].as_str().unwrap().to_owned(),
+                r["resource_id"].as_str().map(str::to_owned),
+            )
+        })
+        .collect();
+    let entry = |actor: Uuid, kind: &str, action: &str, code: &str, resource: Option<Uuid>| {
+        (
+            actor.to_string(),
+            kind.to_owned(),
+            action.to_owned(),
+            code.to_owned(),
+            resource.map(|r| r.to_string()),
+        )
+    };
+    assert_eq!(
+        summary,
+        vec![
+            entry(agent_id, "user", "user.manage", "FORBIDDEN", None),
+            entry(agent_id, "user", "api_key.manage", "FORBIDDEN", None),
+            entry(agent_id, "user", "platform.admin", "FORBIDDEN", None),
+            entry(admin_id, "user", "user.manage", "FORBIDDEN", Some(admin_id)),
+            entry(key_id, "api_key", "audit_log.read", "SCOPE_MISSING", None),
+        ]
+    );
+    let first = &rows[0];
+    assert_eq!(first["account_id"], json!(acme));
+    assert_eq!(first["resource_type"], "user");
+    assert_eq!(first["request_id"], create_id.as_str());
+    assert_eq!(
+        first["after"],
+        json!({ "method": "POST", "route": "/api/v1/accounts/{account_id}/users" })
+    );
+    assert_eq!(rows[3]["after"]["method"], "PATCH");
+    // The refused create left no user behind; the admin reads the denials through the API.
+    assert_eq!(
+        texts(
+            &app,
+            "SELECT count(*)::text AS t FROM users WHERE email = 'new@acme.test'"
+        )
+        .await,
+        ["0"]
+    );
+    let listed = all(
+        &app,
+        As::Bearer(&admin),
+        &log_url(acme),
+        &[("result", "denied")],
+    )
+    .await;
+    assert_eq!(listed.len(), 5, "{listed:?}");
     app.stop().await;
 }

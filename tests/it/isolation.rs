@@ -350,6 +350,12 @@ const NOT_TENANT_SCOPED: &[(&str, &str, &str)] = &[
     ),
     ("POST", "/api/v1/auth/sso", "anonymous sign-in"),
     ("GET", "/api/v1/me", "the caller's own profile"),
+    ("PATCH", "/api/v1/me", "the caller's own profile"),
+    (
+        "GET",
+        "/api/v1/me/export",
+        "the caller's own data (checked in privacy tests)",
+    ),
     ("GET", "/api/v1/me/sessions", "the caller's own sessions"),
     ("DELETE", "/api/v1/me/sessions", "the caller's own sessions"),
     ("POST", "/api/v1/me/password", "the caller's own password"),

@@ -17,6 +17,7 @@ mod isolation;
 mod kanban;
 mod kanban_live;
 mod presence;
+mod privacy;
 mod process;
 mod sso;
 mod tenancy;

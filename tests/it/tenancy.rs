@@ -6,7 +6,8 @@
 //! (create, unique email per account, `max_agents` quotas including concurrent creates, role
 //! rules, password policy, deactivation and reactivation, downgrades), teams (names, `max_teams`,
 //! memberships, supervisors' rights, deletion) and entitlements (features, overrides, counts,
-//! failing closed, who may read and write). Usage, the audit API and privacy are not built yet.
+//! failing closed, who may read and write). Usage, the audit API and privacy have their own
+//! modules.
 //! Every refusal also checks that nothing changed.
 
 use std::collections::HashSet;
@@ -349,6 +350,23 @@ async fn create_user(
         cred,
         &users_path(account),
         json!({ "email": email, "name": "Created User", "role": role }),
+    )
+    .await
+}
+
+/// `POST …/users` with `{email, name, role: agent}`.
+async fn create_user_named(
+    app: &TestApp,
+    cred: &str,
+    account: Uuid,
+    email: &str,
+    name: &str,
+) -> reqwest::Response {
+    post(
+        app,
+        cred,
+        &users_path(account),
+        json!({ "email": email, "name": name, "role": "agent" }),
     )
     .await
 }
@@ -2051,6 +2069,32 @@ async fn chatwoot_owned_names_cannot_be_edited_in_the_hub() {
     )
     .await;
     assert_eq!(name.as_deref(), Some("From Chatwoot"));
+    // So is the email; the avatar stays editable.
+    fail(
+        patch(
+            &app,
+            &acme.admin_token,
+            &user_path(acme.id, linked),
+            json!({ "email": "hub@acme.test" }),
+        )
+        .await,
+        422,
+        "UNPROCESSABLE",
+    )
+    .await;
+    let body = expect(
+        patch(
+            &app,
+            &acme.admin_token,
+            &user_path(acme.id, linked),
+            json!({ "name": "From Chatwoot", "avatar_url": "https://cdn.acme.test/l.png" }),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(body["email"], "linked@acme.test");
+    assert_eq!(body["avatar_url"], "https://cdn.acme.test/l.png");
     // The role stays the hub's to set.
     let body = expect(
         patch(
@@ -2069,9 +2113,6 @@ async fn chatwoot_owned_names_cannot_be_edited_in_the_hub() {
 }
 
 #[actix_rt::test]
-#[ignore = "server bug: GET …/users takes only limit/cursor (src/http/users.rs, list: \
-            web::Query<PageQuery> with deny_unknown_fields → 400 on status/role/team_id/q) and \
-            UserView has no `teams` (tenancy.md §3)"]
 async fn user_list_filters_and_shows_teams() {
     let app = start().await;
     let (root, _) = root(&app).await;
@@ -2126,9 +2167,74 @@ async fn user_list_filters_and_shows_teams() {
 }
 
 #[actix_rt::test]
-#[ignore = "server bug: PATCH …/users/{u} accepts only name and role (src/http/users.rs, UserPatch \
-            with deny_unknown_fields → 400 on email/avatar_url; tenancy.md §3 lists name, email, \
-            avatar_url, role)"]
+async fn user_list_filters_walk_with_the_cursor_and_reject_bad_values() {
+    let app = start().await;
+    let acme = tenant(&app, "Acme", "admin@acme.test").await;
+    let mut agents = Vec::new();
+    for email in ["a1@acme.test", "a2@acme.test", "a3@acme.test"] {
+        agents.push(app.seed_user(acme.id, email, "agent").await);
+    }
+    let path = format!("{}?role=agent", users_path(acme.id));
+    assert_eq!(
+        walk_one_by_one(&app, &acme.admin_token, &path).await,
+        agents
+    );
+    // `q` is case-insensitive on the email and takes `%` and `_` literally.
+    let page = expect(
+        get(
+            &app,
+            &acme.admin_token,
+            &format!("{}?q=A2@ACME", users_path(acme.id)),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(ids(&page), vec![agents[1]]);
+    for q in ["%25", "_"] {
+        let page = expect(
+            get(
+                &app,
+                &acme.admin_token,
+                &format!("{}?q={q}", users_path(acme.id)),
+            )
+            .await,
+            200,
+        )
+        .await;
+        assert_eq!(ids(&page), Vec::<Uuid>::new(), "q={q}");
+    }
+    for (query, field) in [
+        ("status=gone", "status"),
+        ("role=owner", "role"),
+        ("q=", "q"),
+    ] {
+        invalid(
+            get(
+                &app,
+                &acme.admin_token,
+                &format!("{}?{query}", users_path(acme.id)),
+            )
+            .await,
+            field,
+        )
+        .await;
+    }
+    fail(
+        get(
+            &app,
+            &acme.admin_token,
+            &format!("{}?colour=red", users_path(acme.id)),
+        )
+        .await,
+        400,
+        "BAD_REQUEST",
+    )
+    .await;
+    app.stop().await;
+}
+
+#[actix_rt::test]
 async fn admin_edits_a_users_email_and_avatar() {
     let app = start().await;
     let acme = tenant(&app, "Acme", "admin@acme.test").await;
@@ -2171,6 +2277,45 @@ async fn admin_edits_a_users_email_and_avatar() {
         "avatar_url",
     )
     .await;
+    // A blank name is a 400, not the column's CHECK.
+    invalid(
+        patch(
+            &app,
+            &acme.admin_token,
+            &user_path(acme.id, ana),
+            json!({ "name": "   " }),
+        )
+        .await,
+        "name",
+    )
+    .await;
+    invalid(
+        create_user_named(&app, &acme.admin_token, acme.id, "blank@acme.test", "  ").await,
+        "name",
+    )
+    .await;
+    // The refusals changed nothing; the edit was audited like a rename.
+    let row = text(
+        &app,
+        format!(
+            "SELECT email || ' ' || avatar_url || ' ' || name AS t FROM users WHERE id = '{ana}'"
+        ),
+    )
+    .await;
+    assert_eq!(
+        row.as_deref(),
+        Some("ana.souza@acme.test https://cdn.acme.test/ana.png Seeded User")
+    );
+    let rows = audit_rows(&app, "user.updated", ana).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["actor_id"], json!(acme.admin));
+    assert_eq!(rows[0]["before"]["email"], "ana@acme.test");
+    assert_eq!(rows[0]["after"]["email"], "ana.souza@acme.test");
+    assert_eq!(rows[0]["before"]["avatar_url"], Value::Null);
+    assert_eq!(
+        rows[0]["after"]["avatar_url"],
+        "https://cdn.acme.test/ana.png"
+    );
     app.stop().await;
 }
 
