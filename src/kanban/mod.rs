@@ -6,6 +6,7 @@
 //! - [`access`]: card scopes (who reads and writes which cards).
 //! - [`positions`]: gapped card positions.
 //! - [`inputs`]: the validated request bodies.
+//! - [`seed`]: bulk card seeding in one statement (tests and the load generator).
 //!
 //! HTTP handlers live in `crate::http::{boards, stages, cards, board_events}`; tables in
 //! `crate::db::{boards, cards, checklists}`.
@@ -14,6 +15,7 @@ pub mod access;
 pub mod commands;
 pub mod inputs;
 pub mod positions;
+pub mod seed;
 pub mod store;
 
 use uuid::Uuid;
