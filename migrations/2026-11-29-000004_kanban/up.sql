@@ -83,11 +83,9 @@ CREATE TABLE cards (
     created_by               uuid REFERENCES users (id) ON DELETE SET NULL,
     created_at               timestamptz NOT NULL DEFAULT now(),
     updated_at               timestamptz NOT NULL DEFAULT now(),
-    search                   tsvector GENERATED ALWAYS AS (
-        to_tsvector('portuguese', immutable_unaccent(
-            coalesce(title, '') || ' ' || coalesce(contact_name, '') || ' ' ||
-            coalesce(contact_email, '') || ' ' || coalesce(notes, '')))
-    ) STORED,
+    -- Kept by the cards_search trigger below rather than as a generated column: a generated
+    -- column is recomputed on every update, and a move (the hot path) touches no text.
+    search                   tsvector NOT NULL DEFAULT ''::tsvector,
     CONSTRAINT cards_account_id_id UNIQUE (account_id, id),
     FOREIGN KEY (account_id, board_id) REFERENCES boards (account_id, id) ON DELETE CASCADE,
     -- NO ACTION (checked at the end of the statement) rather than RESTRICT: deleting a stage
@@ -100,6 +98,19 @@ CREATE TABLE cards (
     CONSTRAINT cards_conversation_per_account UNIQUE (account_id, chatwoot_conversation_id),
     CONSTRAINT cards_stage_position UNIQUE (stage_id, position) DEFERRABLE INITIALLY DEFERRED
 );
+CREATE FUNCTION cards_search() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.search := to_tsvector('portuguese', immutable_unaccent(
+        coalesce(NEW.title, '') || ' ' || coalesce(NEW.contact_name, '') || ' ' ||
+        coalesce(NEW.contact_email, '') || ' ' || coalesce(NEW.notes, '')));
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER cards_search
+    BEFORE INSERT OR UPDATE OF title, contact_name, contact_email, notes ON cards
+    FOR EACH ROW EXECUTE FUNCTION cards_search();
+
 CREATE INDEX cards_board_stage_position ON cards (board_id, stage_id, position);
 CREATE INDEX cards_assignee ON cards (account_id, assignee_id);
 CREATE INDEX cards_board_due ON cards (board_id, due_date) WHERE due_date IS NOT NULL;

@@ -119,19 +119,34 @@ pub struct Card {
 }
 
 /// The card query; append `WHERE …` (and ordering) to it.
-pub const CARD_SELECT: &str = "SELECT c.id, c.account_id, c.board_id, c.stage_id, c.position, \
-    c.title, c.chatwoot_conversation_id, c.chatwoot_contact_id, c.contact_name, c.contact_phone, \
-    c.contact_email, c.contact_avatar_url, c.inbox_name, c.last_message_preview, \
-    c.last_message_at, c.value::text AS value, c.priority, c.due_date, c.tags, c.custom_fields, \
-    c.notes, c.assignee_id, u.name AS assignee_name, c.moved_at, c.sla_breached_at, c.version, \
-    c.created_by, c.created_at, c.updated_at, \
-    coalesce(k.total, 0) AS checklist_total, coalesce(k.done, 0) AS checklist_done, \
-    coalesce(k.required_open, 0) AS checklist_required_open \
-    FROM cards c \
-    LEFT JOIN users u ON u.id = c.assignee_id \
-    LEFT JOIN LATERAL (SELECT count(*) AS total, count(*) FILTER (WHERE i.is_completed) AS done, \
-        count(*) FILTER (WHERE i.is_required AND NOT i.is_completed) AS required_open \
-        FROM card_checklist_items i WHERE i.card_id = c.id) k ON true ";
+pub const CARD_SELECT: &str = concat!(card_columns!(), "FROM cards c ", card_joins!());
+
+/// The columns of [`Card`] over `cards c` and the joins of [`card_joins`].
+macro_rules! card_columns {
+    () => {
+        "SELECT c.id, c.account_id, c.board_id, c.stage_id, c.position, \
+        c.title, c.chatwoot_conversation_id, c.chatwoot_contact_id, c.contact_name, \
+        c.contact_phone, c.contact_email, c.contact_avatar_url, c.inbox_name, \
+        c.last_message_preview, c.last_message_at, c.value::text AS value, c.priority, \
+        c.due_date, c.tags, c.custom_fields, c.notes, c.assignee_id, u.name AS assignee_name, \
+        c.moved_at, c.sla_breached_at, c.version, c.created_by, c.created_at, c.updated_at, \
+        coalesce(k.total, 0) AS checklist_total, coalesce(k.done, 0) AS checklist_done, \
+        coalesce(k.required_open, 0) AS checklist_required_open "
+    };
+}
+use card_columns;
+
+/// The assignee's name and the checklist counts of `cards c`.
+macro_rules! card_joins {
+    () => {
+        "LEFT JOIN users u ON u.id = c.assignee_id \
+        LEFT JOIN LATERAL (SELECT count(*) AS total, \
+            count(*) FILTER (WHERE i.is_completed) AS done, \
+            count(*) FILTER (WHERE i.is_required AND NOT i.is_completed) AS required_open \
+            FROM card_checklist_items i WHERE i.card_id = c.id) k ON true "
+    };
+}
+use card_joins;
 
 /// One card of the board.
 pub async fn find(
@@ -153,17 +168,42 @@ pub async fn lock(
     board_id: Uuid,
     card_id: Uuid,
 ) -> QueryResult<Option<Card>> {
-    let locked: Option<Uuid> = cards::table
-        .filter(cards::board_id.eq(board_id))
-        .filter(cards::id.eq(card_id))
-        .select(cards::id)
-        .for_update()
-        .first(conn)
-        .await
-        .optional()?;
-    match locked {
-        Some(id) => find(conn, board_id, id).await,
-        None => Ok(None),
+    diesel::sql_query(format!(
+        "{CARD_SELECT} WHERE c.board_id = $1 AND c.id = $2 FOR UPDATE OF c"
+    ))
+    .bind::<diesel::sql_types::Uuid, _>(board_id)
+    .bind::<diesel::sql_types::Uuid, _>(card_id)
+    .get_result(conn)
+    .await
+    .optional()
+}
+
+/// What placing a card changed, so the caller can update its copy without reading it again.
+#[derive(Debug, Clone, Copy, QueryableByName)]
+pub struct Placed {
+    /// Last stage change.
+    #[diesel(sql_type = Timestamptz)]
+    pub moved_at: DateTime<Utc>,
+    /// The SLA mark (cleared by a stage change).
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub sla_breached_at: Option<DateTime<Utc>>,
+    /// The version.
+    #[diesel(sql_type = Integer)]
+    pub version: i32,
+    /// Updated.
+    #[diesel(sql_type = Timestamptz)]
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Placed {
+    /// `card` as this placement left it in `stage_id` at `position`.
+    pub fn apply(self, card: &mut Card, stage_id: Uuid, position: i64) {
+        card.stage_id = stage_id;
+        card.position = position;
+        card.moved_at = self.moved_at;
+        card.sla_breached_at = self.sla_breached_at;
+        card.version = self.version;
+        card.updated_at = self.updated_at;
     }
 }
 
@@ -314,22 +354,21 @@ pub async fn place(
     position: i64,
     stage_changed: bool,
     bump_version: bool,
-) -> QueryResult<()> {
+) -> QueryResult<Placed> {
     diesel::sql_query(
         "UPDATE cards SET stage_id = $2, position = $3, \
          moved_at = CASE WHEN $4 THEN now() ELSE moved_at END, \
          sla_breached_at = CASE WHEN $4 THEN NULL ELSE sla_breached_at END, \
          version = version + CASE WHEN $5 THEN 1 ELSE 0 END, updated_at = now() \
-         WHERE id = $1",
+         WHERE id = $1 RETURNING moved_at, sla_breached_at, version, updated_at",
     )
     .bind::<diesel::sql_types::Uuid, _>(card_id)
     .bind::<diesel::sql_types::Uuid, _>(stage_id)
     .bind::<BigInt, _>(position)
     .bind::<Bool, _>(stage_changed)
     .bind::<Bool, _>(bump_version)
-    .execute(conn)
-    .await?;
-    Ok(())
+    .get_result(conn)
+    .await
 }
 
 /// Renumbers a stage to `i × gap` in the given order (ids); answers the new positions.
@@ -749,18 +788,22 @@ pub async fn list(
     board_id: Uuid,
     filter: &CardFilter,
 ) -> QueryResult<Vec<ListedCard>> {
+    // The page is chosen first over the bare rows (filters, order, limit); only its cards
+    // are then joined with their assignee and checklist counts.
     let (keys, direction) = filter.sort.keys();
     let sort_key = keys
         .iter()
         .map(|k| format!("({k})::text"))
         .collect::<Vec<_>>()
         .join(", ");
-    let base = CARD_SELECT.replacen(
-        " FROM cards c ",
-        &format!(
-            ", ARRAY[{sort_key}] AS sort_key FROM cards c JOIN stages s ON s.id = c.stage_id "
-        ),
-        1,
+    let page_keys: String = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| format!(", {k} AS k{i}"))
+        .collect();
+    let base = format!(
+        "WITH page AS (SELECT c.id AS page_id, ARRAY[{sort_key}] AS sort_key{page_keys} \
+         FROM cards c JOIN stages s ON s.id = c.stage_id"
     );
     let mut query = Sql::new(base)
         .sql(" WHERE c.board_id = ")
@@ -885,9 +928,19 @@ pub async fn list(
     for key in keys {
         query = query.sql(format!("{key} {order_direction}, "));
     }
+    let outer_order: String = (0..keys.len())
+        .map(|i| format!("page.k{i} {order_direction}, "))
+        .collect();
     query
         .sql(format!("c.id {order_direction} LIMIT "))
         .bind::<BigInt, _>(filter.fetch)
+        .sql(concat!(
+            ") ",
+            card_columns!(),
+            ", page.sort_key FROM page JOIN cards c ON c.id = page.page_id ",
+            card_joins!()
+        ))
+        .sql(format!("ORDER BY {outer_order}c.id {order_direction}"))
         .query
         .load(conn)
         .await

@@ -1017,7 +1017,7 @@ impl Writer<'_> {
                 position
             }
         };
-        cards::place(conn, card_id, target.id, position, stage_changed, true).await?;
+        let placed = cards::place(conn, card_id, target.id, position, stage_changed, true).await?;
         let history = if stage_changed {
             Some(
                 self.history(
@@ -1033,12 +1033,22 @@ impl Writer<'_> {
         } else {
             None
         };
-        if stage_changed {
-            checklists::apply_template(conn, self.board.account_id, card_id, target).await?;
-        }
-        let moved = cards::find(conn, self.board.id, card_id)
-            .await?
-            .ok_or(ApiError::NotFound)?;
+        let added = if stage_changed {
+            checklists::apply_template(conn, self.board.account_id, card_id, target).await?
+        } else {
+            0
+        };
+        // The card read under lock, as the move left it; read again only when template
+        // items changed its checklist counts.
+        let moved = if added > 0 {
+            cards::find(conn, self.board.id, card_id)
+                .await?
+                .ok_or(ApiError::NotFound)?
+        } else {
+            let mut moved = card.clone();
+            placed.apply(&mut moved, target.id, position);
+            moved
+        };
         let mut payload = json!({
             "card": card_json(&moved),
             "from_stage_id": card.stage_id,
