@@ -801,9 +801,16 @@ pub async fn list(
         .enumerate()
         .map(|(i, k)| format!(", {k} AS k{i}"))
         .collect();
+    // Only the board's own order needs the stages (their positions); the other orders can
+    // then walk their index on `cards` alone.
+    let stages = if filter.sort == CardSort::Position {
+        " JOIN stages s ON s.id = c.stage_id"
+    } else {
+        ""
+    };
     let base = format!(
         "WITH page AS (SELECT c.id AS page_id, ARRAY[{sort_key}] AS sort_key{page_keys} \
-         FROM cards c JOIN stages s ON s.id = c.stage_id"
+         FROM cards c{stages}"
     );
     let mut query = Sql::new(base)
         .sql(" WHERE c.board_id = ")
