@@ -49,7 +49,24 @@
 //! 12 ms, stage+tags 13, stage+priority+sort 16, assignee 32, `sort=-updated_at` 100, `q` 124.
 //! PostgreSQL spends ~23 ms of CPU per list request on average.
 //!
-//! What limits throughput (evidence from `pg_stat_statements` with `track_planning`, and
+//! **After the first fixes** (list pages chosen before joining assignees and checklist counts,
+//! stages joined only for the board order, one locked read per move and no re-read, the search
+//! vector kept by a trigger instead of recomputed on every move, argon2 memory returned),
+//! same machine, load average 2–4 at the time:
+//! - `moves --boards 1`: 151 moves/s, p50 206, p95 258, p99 267 ms, 0 errors; hub RSS 18 MiB;
+//!   CPU hub 38 %, PostgreSQL 53 %; pgbench 4 015 tps (ratio 0.04).
+//! - `moves --boards 20`: 348 moves/s, p50 77, p95 202, p99 284 ms, 0 errors; hub 44 %,
+//!   PostgreSQL 128 %; pgbench 4 160 tps (ratio 0.08).
+//! - `rest --rate 100`: sustained, p50 18, p95 151, p99 305 ms (per query p99: stage+priority
+//!   41, stage+tags 49, assignee 72, `sort=-updated_at` 123, `q` 471 ms); at 150/s PostgreSQL
+//!   saturates (165 % CPU) and p99 reaches 2.9 s, still without errors (before: 503s from 200/s).
+//!   Hub RSS 50 MiB after the run (before: 172 MiB).
+//! What still limits: every list is raw SQL that PostgreSQL plans on each call (diesel does not
+//! cache `sql_query` statements), the `q` branches are evaluated row by row instead of through
+//! their GIN indexes when one board holds every card, and a move still makes about ten
+//! round trips on its board's serial path.
+//!
+//! What limited throughput before those fixes (evidence from `pg_stat_statements` with `track_planning`, and
 //! `EXPLAIN ANALYZE` as `whatpro_app` under RLS, on a kept cluster):
 //! - **List query shape** (`db::cards::list`): users join and the checklist `LATERAL`
 //!   aggregate run for every matching card before the sort and `LIMIT` (e.g. 10 000 loops for
