@@ -61,6 +61,7 @@
 //!   41, stage+tags 49, assignee 72, `sort=-updated_at` 123, `q` 471 ms); at 150/s PostgreSQL
 //!   saturates (165 % CPU) and p99 reaches 2.9 s, still without errors (before: 503s from 200/s).
 //!   Hub RSS 50 MiB after the run (before: 172 MiB).
+//!
 //! What still limits: every list is raw SQL that PostgreSQL plans on each call (diesel does not
 //! cache `sql_query` statements), the `q` branches are evaluated row by row instead of through
 //! their GIN indexes when one board holds every card, and a move still makes about ten
