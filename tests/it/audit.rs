@@ -15,12 +15,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use chrono::{DateTime, Datelike, Months, Utc};
-use diesel::sql_types::{Nullable, Text};
-use diesel_async::RunQueryDsl;
 use serde_json::{json, Value};
 use uuid::Uuid;
-use whatpro_hub::db;
-use whatpro_hub::error::ApiError;
 
 use crate::harness::*;
 
@@ -212,25 +208,13 @@ async fn failed_login(app: &TestApp, email: &str) {
     assert_eq!(response.status(), 401);
 }
 
-#[derive(diesel::QueryableByName)]
-struct TextRow {
-    #[diesel(sql_type = Nullable<Text>)]
-    t: Option<String>,
-}
-
 /// Runs a query returning one text column `t`, in the platform scope.
 async fn texts(app: &TestApp, sql: &str) -> Vec<String> {
-    let sql = sql.to_owned();
-    db::platform_tx(&app.server.state.db, db::PlatformScope::system(), |conn| {
-        Box::pin(
-            async move { Ok::<_, ApiError>(diesel::sql_query(sql).load::<TextRow>(conn).await?) },
-        )
-    })
-    .await
-    .expect("platform query")
-    .into_iter()
-    .map(|r| r.t.unwrap_or_default())
-    .collect()
+    app.texts(sql)
+        .await
+        .into_iter()
+        .map(Option::unwrap_or_default)
+        .collect()
 }
 
 /// The names of the audit log's partitions.

@@ -395,6 +395,34 @@ impl TestApp {
         }
     }
 
+    /// The one text column `t` of each row of `sql`, read by the server's own database role
+    /// in the platform scope (every tenant visible, row-level security in force).
+    pub async fn texts(&self, sql: impl Into<String>) -> Vec<Option<String>> {
+        #[derive(diesel::QueryableByName)]
+        struct TextRow {
+            #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+            t: Option<String>,
+        }
+        let sql = sql.into();
+        db::platform_tx(&self.server.state.db, db::PlatformScope::system(), |conn| {
+            Box::pin(async move {
+                Ok::<_, ApiError>(diesel::sql_query(sql).load::<TextRow>(conn).await?)
+            })
+        })
+        .await
+        .expect("platform query")
+        .into_iter()
+        .map(|r| r.t)
+        .collect()
+    }
+
+    /// The text column `t` of the one row of `sql` (see [`TestApp::texts`]).
+    pub async fn text(&self, sql: impl Into<String>) -> Option<String> {
+        let rows = self.texts(sql).await;
+        assert_eq!(rows.len(), 1, "exactly one row expected");
+        rows.into_iter().next().flatten()
+    }
+
     /// Runs SQL as the database owner.
     pub async fn sql(&self, statement: &str) {
         use diesel_async::SimpleAsyncConnection;

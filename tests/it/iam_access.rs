@@ -10,12 +10,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{Nullable, Text};
-use diesel_async::RunQueryDsl;
 use serde_json::{json, Value};
 use uuid::Uuid;
-use whatpro_hub::db;
-use whatpro_hub::error::ApiError;
 
 use crate::harness::*;
 
@@ -29,38 +25,9 @@ async fn start() -> TestApp {
     TestApp::start_with(|c| c.rate_limit_login_per_min = 1000).await
 }
 
-#[derive(diesel::QueryableByName)]
-struct TextRow {
-    #[diesel(sql_type = Nullable<Text>)]
-    t: Option<String>,
-}
-
-/// Runs a query returning one text column `t`, in the platform scope (sees every tenant).
-async fn texts(app: &TestApp, sql: String) -> Vec<Option<String>> {
-    db::platform_tx(&app.server.state.db, db::PlatformScope::system(), |conn| {
-        Box::pin(
-            async move { Ok::<_, ApiError>(diesel::sql_query(sql).load::<TextRow>(conn).await?) },
-        )
-    })
-    .await
-    .expect("platform query")
-    .into_iter()
-    .map(|r| r.t)
-    .collect()
-}
-
-/// The single text value of a query.
-async fn text(app: &TestApp, sql: String) -> Option<String> {
-    let rows = texts(app, sql).await;
-    assert_eq!(rows.len(), 1, "exactly one row expected");
-    rows.into_iter().next().unwrap()
-}
-
 /// `(role, role_source, status)` of a user, straight from the database.
 async fn user_row(app: &TestApp, user: Uuid) -> (String, String, String) {
-    let row = text(
-        app,
-        format!("SELECT role || '|' || role_source || '|' || status AS t FROM users WHERE id = '{user}'"),
+    let row = app.text(format!("SELECT role || '|' || role_source || '|' || status AS t FROM users WHERE id = '{user}'"),
     )
     .await
     .expect("user row");
@@ -70,13 +37,10 @@ async fn user_row(app: &TestApp, user: Uuid) -> (String, String, String) {
 
 /// Audit rows of an action, oldest first, as JSON objects.
 async fn audit_rows(app: &TestApp, action: &str) -> Vec<Value> {
-    texts(
-        app,
-        format!(
-            "SELECT to_jsonb(a)::text AS t FROM audit_log a WHERE action = '{action}' \
+    app.texts(format!(
+        "SELECT to_jsonb(a)::text AS t FROM audit_log a WHERE action = '{action}' \
              ORDER BY created_at, id"
-        ),
-    )
+    ))
     .await
     .into_iter()
     .map(|t| serde_json::from_str(&t.expect("row")).expect("row JSON"))
@@ -85,7 +49,7 @@ async fn audit_rows(app: &TestApp, action: &str) -> Vec<Value> {
 
 /// A count.
 async fn count(app: &TestApp, sql: String) -> i64 {
-    text(app, sql)
+    app.text(sql)
         .await
         .expect("count")
         .parse()
@@ -646,19 +610,18 @@ async fn an_api_key_is_shown_once_stored_as_argon2id_and_authenticates() {
     }
 
     // Stored as argon2id.
-    let hash = text(
-        &app,
-        format!("SELECT key_hash AS t FROM api_keys WHERE id = '{id}'"),
-    )
-    .await
-    .unwrap();
+    let hash = app
+        .text(format!(
+            "SELECT key_hash AS t FROM api_keys WHERE id = '{id}'"
+        ))
+        .await
+        .unwrap();
     assert!(hash.starts_with("$argon2id$"), "{hash}");
     assert!(!hash.contains(secret));
     assert_eq!(
-        text(
-            &app,
-            format!("SELECT prefix AS t FROM api_keys WHERE id = '{id}'")
-        )
+        app.text(format!(
+            "SELECT prefix AS t FROM api_keys WHERE id = '{id}'"
+        ))
         .await
         .as_deref(),
         Some(prefix)
@@ -674,7 +637,7 @@ async fn an_api_key_is_shown_once_stored_as_argon2id_and_authenticates() {
     let last_used_sql = format!("SELECT last_used_at::text AS t FROM api_keys WHERE id = '{id}'");
     let deadline = Instant::now() + Duration::from_secs(5);
     let first_use = loop {
-        if let Some(at) = text(&app, last_used_sql.clone()).await {
+        if let Some(at) = app.text(last_used_sql.clone()).await {
             break at;
         }
         assert!(Instant::now() < deadline, "last_used_at never written");
@@ -682,7 +645,7 @@ async fn an_api_key_is_shown_once_stored_as_argon2id_and_authenticates() {
     };
     assert_eq!(users_with_key(&app, acme, &key).await.status(), 200);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(text(&app, last_used_sql).await, Some(first_use));
+    assert_eq!(app.text(last_used_sql).await, Some(first_use));
     app.stop().await;
 }
 
@@ -1560,10 +1523,9 @@ async fn the_issuers_logout_kills_their_instance_tokens() {
     let response = within_5s(app.http.get(validate_url(&app)).bearer_auth(&instance), 401).await;
     assert_error(response, 401, "INVALID_TOKEN").await;
     assert!(
-        text(
-            &app,
-            format!("SELECT revoked_at::text AS t FROM instance_tokens WHERE id = '{id}'")
-        )
+        app.text(format!(
+            "SELECT revoked_at::text AS t FROM instance_tokens WHERE id = '{id}'"
+        ))
         .await
         .is_some(),
         "the token row is revoked with the session"
@@ -2172,7 +2134,8 @@ async fn audit_rows_never_contain_keys_tokens_or_passwords() {
     assert_eq!(audit_rows(&app, "api_key.created").await.len(), 1);
     assert_eq!(audit_rows(&app, "user.password_changed").await.len(), 2);
 
-    let rows: Vec<String> = texts(&app, "SELECT a::text AS t FROM audit_log a".into())
+    let rows: Vec<String> = app
+        .texts("SELECT a::text AS t FROM audit_log a")
         .await
         .into_iter()
         .map(|t| t.unwrap_or_default())

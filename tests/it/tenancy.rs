@@ -13,14 +13,10 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use diesel::sql_types::{Nullable, Text};
-use diesel_async::RunQueryDsl;
 use futures_util::future::join_all;
 use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
-use whatpro_hub::db;
-use whatpro_hub::error::ApiError;
 
 use crate::harness::*;
 
@@ -183,36 +179,9 @@ fn entitlements_path(account: Uuid) -> String {
     format!("/api/v1/accounts/{account}/entitlements")
 }
 
-#[derive(diesel::QueryableByName)]
-struct TextRow {
-    #[diesel(sql_type = Nullable<Text>)]
-    t: Option<String>,
-}
-
-/// Runs a query returning one text column `t`, in the platform scope (sees every tenant).
-async fn texts(app: &TestApp, sql: String) -> Vec<Option<String>> {
-    db::platform_tx(&app.server.state.db, db::PlatformScope::system(), |conn| {
-        Box::pin(
-            async move { Ok::<_, ApiError>(diesel::sql_query(sql).load::<TextRow>(conn).await?) },
-        )
-    })
-    .await
-    .expect("platform query")
-    .into_iter()
-    .map(|r| r.t)
-    .collect()
-}
-
-/// The single text value of a query.
-async fn text(app: &TestApp, sql: String) -> Option<String> {
-    let rows = texts(app, sql).await;
-    assert_eq!(rows.len(), 1, "exactly one row expected");
-    rows.into_iter().next().unwrap()
-}
-
 /// A `count(*)`-like query's value.
 async fn count(app: &TestApp, sql: String) -> i64 {
-    text(app, format!("SELECT ({sql})::text AS t"))
+    app.text(format!("SELECT ({sql})::text AS t"))
         .await
         .expect("count")
         .parse()
@@ -236,32 +205,25 @@ async fn all_users(app: &TestApp, account: Uuid) -> i64 {
 }
 
 async fn user_status(app: &TestApp, user: Uuid) -> String {
-    text(
-        app,
-        format!("SELECT status AS t FROM users WHERE id = '{user}'"),
-    )
-    .await
-    .expect("status")
+    app.text(format!("SELECT status AS t FROM users WHERE id = '{user}'"))
+        .await
+        .expect("status")
 }
 
 async fn account_status(app: &TestApp, account: Uuid) -> String {
-    text(
-        app,
-        format!("SELECT status AS t FROM accounts WHERE id = '{account}'"),
-    )
+    app.text(format!(
+        "SELECT status AS t FROM accounts WHERE id = '{account}'"
+    ))
     .await
     .expect("status")
 }
 
 /// Audit rows of an action on a resource, oldest first, as JSON objects.
 async fn audit_rows(app: &TestApp, action: &str, resource_id: Uuid) -> Vec<Value> {
-    texts(
-        app,
-        format!(
-            "SELECT to_jsonb(a)::text AS t FROM audit_log a WHERE action = '{action}' \
+    app.texts(format!(
+        "SELECT to_jsonb(a)::text AS t FROM audit_log a WHERE action = '{action}' \
              AND resource_id = '{resource_id}' ORDER BY created_at, id"
-        ),
-    )
+    ))
     .await
     .into_iter()
     .map(|t| serde_json::from_str(&t.expect("row")).expect("row JSON"))
@@ -512,10 +474,9 @@ async fn super_admin_creates_an_account_with_its_plan() {
     assert_eq!(entitlements["features"]["internal_chat"], true);
     assert_eq!(entitlements["access_mode"], "full");
     assert_eq!(
-        text(
-            &app,
-            format!("SELECT plan AS t FROM account_entitlements WHERE account_id = '{acme}'")
-        )
+        app.text(format!(
+            "SELECT plan AS t FROM account_entitlements WHERE account_id = '{acme}'"
+        ))
         .await
         .as_deref(),
         Some("starter")
@@ -852,9 +813,7 @@ async fn admin_edits_own_account_but_not_its_status_nor_another_account() {
         "locale",
     )
     .await;
-    let row = text(
-        &app,
-        format!(
+    let row = app.text(format!(
             "SELECT name || '|' || status || '|' || locale || '|' || coalesce(chatwoot_account_id::text, '') \
              || '|' || coalesce(suspended_reason, '') AS t FROM accounts WHERE id = '{}'",
             acme.id
@@ -888,11 +847,12 @@ async fn admin_edits_own_account_but_not_its_status_nor_another_account() {
         "NOT_FOUND",
     )
     .await;
-    let other_name = text(
-        &app,
-        format!("SELECT name AS t FROM accounts WHERE id = '{}'", other.id),
-    )
-    .await;
+    let other_name = app
+        .text(format!(
+            "SELECT name AS t FROM accounts WHERE id = '{}'",
+            other.id
+        ))
+        .await;
     assert_eq!(other_name.as_deref(), Some("Other"));
     app.stop().await;
 }
@@ -2063,11 +2023,9 @@ async fn chatwoot_owned_names_cannot_be_edited_in_the_hub() {
         "UNPROCESSABLE",
     )
     .await;
-    let name = text(
-        &app,
-        format!("SELECT name AS t FROM users WHERE id = '{linked}'"),
-    )
-    .await;
+    let name = app
+        .text(format!("SELECT name AS t FROM users WHERE id = '{linked}'"))
+        .await;
     assert_eq!(name.as_deref(), Some("From Chatwoot"));
     // So is the email; the avatar stays editable.
     fail(
@@ -2295,13 +2253,11 @@ async fn admin_edits_a_users_email_and_avatar() {
     )
     .await;
     // The refusals changed nothing; the edit was audited like a rename.
-    let row = text(
-        &app,
-        format!(
+    let row = app
+        .text(format!(
             "SELECT email || ' ' || avatar_url || ' ' || name AS t FROM users WHERE id = '{ana}'"
-        ),
-    )
-    .await;
+        ))
+        .await;
     assert_eq!(
         row.as_deref(),
         Some("ana.souza@acme.test https://cdn.acme.test/ana.png Seeded User")
@@ -2660,15 +2616,13 @@ async fn supervisors_manage_agents_in_their_own_teams_only() {
         204,
     )
     .await;
-    let rows = texts(
-        &app,
-        format!(
+    let rows = app
+        .texts(format!(
             "SELECT team_id::text || '|' || user_id::text AS t FROM team_members \
              WHERE account_id = '{}' ORDER BY 1",
             acme.id
-        ),
-    )
-    .await;
+        ))
+        .await;
     let mut expected = vec![
         Some(format!("{mine}|{sup_id}")),
         Some(format!("{theirs}|{agent2}")),
@@ -2864,14 +2818,11 @@ async fn only_super_admins_change_entitlements_and_bad_changes_are_400() {
     let other = tenant(&app, "Other", "admin@other.test").await;
     let path = entitlements_path(acme.id);
     let snapshot = || {
-        text(
-            &app,
-            format!(
-                "SELECT plan || '|' || overrides::text || '|' || access_mode AS t \
+        app.text(format!(
+            "SELECT plan || '|' || overrides::text || '|' || access_mode AS t \
                  FROM account_entitlements WHERE account_id = '{}'",
-                acme.id
-            ),
-        )
+            acme.id
+        ))
     };
     let before = snapshot().await;
     assert_eq!(before.as_deref(), Some("free|{}|full"));
