@@ -119,17 +119,40 @@ impl CardScope {
     }
 }
 
+/// What a reader gets of a card event on a scoped board.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardView {
+    /// The event itself: they see the card after it (or saw the card it deletes).
+    Full,
+    /// `card.deleted` under the event's seq: they saw the card before, not after.
+    Gone,
+    /// `seq.skip`: they see the card neither before nor after.
+    Skip,
+}
+
+impl CardScope {
+    /// The view of a card event whose card had assignee `before` and has `after` (`None`:
+    /// the card did not exist then). The live fan-out and the event-log replay both ask this.
+    pub fn view(&self, before: Option<Option<Uuid>>, after: Option<Option<Uuid>>) -> CardView {
+        let sees = |assignee: Option<Option<Uuid>>| assignee.is_some_and(|a| self.sees(a));
+        if sees(after) || (after.is_none() && sees(before)) {
+            CardView::Full
+        } else if sees(before) {
+            CardView::Gone
+        } else {
+            CardView::Skip
+        }
+    }
+}
+
 impl CardAudience {
     /// The frame a subscriber with `scope` gets for this event (`full` when they see the card
     /// after the write).
     pub fn frame_for<'a>(&'a self, scope: &CardScope, full: &'a ByteString) -> &'a ByteString {
-        let sees = |assignee: Option<Option<Uuid>>| assignee.is_some_and(|a| scope.sees(a));
-        if sees(self.after) || (self.after.is_none() && sees(self.before)) {
-            full
-        } else if sees(self.before) {
-            &self.gone
-        } else {
-            &self.skip
+        match scope.view(self.before, self.after) {
+            CardView::Full => full,
+            CardView::Gone => &self.gone,
+            CardView::Skip => &self.skip,
         }
     }
 }

@@ -30,7 +30,9 @@ pub mod stats;
 pub mod supervisor;
 pub mod usage;
 
-pub use board::{BoardEvent, BoardKey, BoardStore, CardAudience, CardScope, StoreOutcome};
+pub use board::{
+    BoardEvent, BoardKey, BoardStore, CardAudience, CardScope, CardView, StoreOutcome,
+};
 pub use bus::{Audience, Event, EventBus, Topic};
 pub use outbound::{CloseFrame, OutFrame, Outbound, OutboundLimits, OutboundReceiver};
 pub use registry::{Ports, RegistryConfig, TenantRegistry, TenantSend};

@@ -56,6 +56,26 @@ impl TopicName {
     }
 }
 
+impl TopicName {
+    /// The tenant topic this name subscribes to.
+    pub fn topic(self) -> crate::bus::Topic {
+        match self {
+            TopicName::Board(id) => crate::bus::Topic::Board(id),
+            TopicName::Room(id) => crate::bus::Topic::Room(id),
+            TopicName::Instances(_) => crate::bus::Topic::Instances,
+        }
+    }
+
+    /// The name a client uses for a board or room topic (`None` for the tenant-wide ones).
+    pub fn of(topic: crate::bus::Topic) -> Option<Self> {
+        match topic {
+            crate::bus::Topic::Board(id) => Some(TopicName::Board(id)),
+            crate::bus::Topic::Room(id) => Some(TopicName::Room(id)),
+            crate::bus::Topic::Tenant | crate::bus::Topic::Instances => None,
+        }
+    }
+}
+
 impl std::fmt::Display for TopicName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

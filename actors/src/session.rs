@@ -20,7 +20,6 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::board::CardScope;
-use crate::bus::Topic;
 use crate::outbound::{close_code, CloseFrame, Outbound};
 use crate::protocol::{self, error_code, parse_client_frame, ClientOp, SessionEvent, TopicName};
 use crate::registry::TenantRegistry;
@@ -185,7 +184,7 @@ impl WsSession {
                 protocol::subscribed(topic, Some(grant.current_seq), reference.as_deref());
             let subscribe = Subscribe {
                 session_id,
-                topic: Topic::Board(board_id),
+                topic: topic.topic(),
                 scope: grant.scope,
                 confirmation,
             };
@@ -203,14 +202,9 @@ impl WsSession {
     }
 
     fn unsubscribe(&self, topic: TopicName, reference: Option<&str>) {
-        let topic_key = match topic {
-            TopicName::Board(id) => Topic::Board(id),
-            TopicName::Room(id) => Topic::Room(id),
-            TopicName::Instances(_) => Topic::Instances,
-        };
         self.supervisor.do_send(Unsubscribe {
             session_id: self.identity.session_id,
-            topic: topic_key,
+            topic: topic.topic(),
             confirmation: protocol::unsubscribed(topic, "requested", reference),
         });
     }

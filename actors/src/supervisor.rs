@@ -237,10 +237,8 @@ impl TenantSupervisor {
     /// Ends a topic: every subscriber is told `unsubscribed` with `reason` (`deleted`,
     /// `feature_disabled`) and forgets it.
     fn end_topic(&mut self, topic: Topic, reason: &str) {
-        let name = match topic {
-            Topic::Board(id) => TopicName::Board(id),
-            Topic::Room(id) => TopicName::Room(id),
-            Topic::Tenant | Topic::Instances => return,
+        let Some(name) = TopicName::of(topic) else {
+            return;
         };
         let Some(ids) = self.subscribers.remove(&topic) else {
             return;

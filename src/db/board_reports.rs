@@ -12,7 +12,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::cards::{Card, HistoryEntry, CARD_SELECT};
+use super::cards::{Card, HistoryEntry, CARD_SELECT, PAST_SLA};
 use super::schema::card_history;
 
 /// The rows that move a card into a stage.
@@ -120,8 +120,7 @@ pub async fn sla_breaches(
         1,
     );
     let rows: Vec<BreachRow> = diesel::sql_query(format!(
-        "{base} WHERE c.board_id = $1 AND s.sla_hours IS NOT NULL \
-         AND c.moved_at < now() - make_interval(hours => s.sla_hours) \
+        "{base} WHERE c.board_id = $1 AND {PAST_SLA} \
          AND ($2::uuid[] IS NULL OR c.assignee_id = ANY($2) OR ($3 AND c.assignee_id IS NULL)) \
          ORDER BY overdue_seconds DESC, c.id LIMIT $4"
     ))
@@ -299,8 +298,7 @@ pub async fn metrics(
          ended AS (SELECT stays.stage_id, extract(epoch FROM stays.ended - stays.started) AS secs \
              FROM stays, bounds WHERE stays.ended >= bounds.start_at AND stays.ended < bounds.end_at), \
          now_in AS (SELECT c.stage_id, count(*) AS cards_now, \
-             count(*) FILTER (WHERE s.sla_hours IS NOT NULL \
-                 AND c.moved_at < now() - make_interval(hours => s.sla_hours)) AS breaching_now \
+             count(*) FILTER (WHERE {PAST_SLA}) AS breaching_now \
              FROM cards c JOIN stages s ON s.id = c.stage_id WHERE c.board_id = $1 \
              GROUP BY c.stage_id) \
          SELECT s.id AS stage_id, s.name, coalesce(n.cards_now, 0) AS cards_now, \

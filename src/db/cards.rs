@@ -982,8 +982,14 @@ pub async fn bump_version(conn: &mut AsyncPgConnection, card_id: Uuid) -> QueryR
     Ok(())
 }
 
+/// The one definition of an SLA breach, over `cards c` joined with its `stages s`: the card
+/// has been in a stage with `sla_hours` for longer than that.
+pub const PAST_SLA: &str =
+    "(s.sla_hours IS NOT NULL AND c.moved_at < now() - make_interval(hours => s.sla_hours))";
+
+/// A row of one id.
 #[derive(QueryableByName)]
-struct MarkedCard {
+struct IdRow {
     #[diesel(sql_type = diesel::sql_types::Uuid)]
     id: Uuid,
 }
@@ -995,12 +1001,11 @@ pub async fn mark_sla_breaches(
     conn: &mut AsyncPgConnection,
     board_id: Uuid,
 ) -> QueryResult<Vec<Uuid>> {
-    let marked: Vec<MarkedCard> = diesel::sql_query(
+    let marked: Vec<IdRow> = diesel::sql_query(format!(
         "UPDATE cards c SET sla_breached_at = now() FROM stages s \
          WHERE s.id = c.stage_id AND c.board_id = $1 AND c.sla_breached_at IS NULL \
-         AND s.sla_hours IS NOT NULL AND c.moved_at < now() - make_interval(hours => s.sla_hours) \
-         RETURNING c.id",
-    )
+         AND {PAST_SLA} RETURNING c.id"
+    ))
     .bind::<diesel::sql_types::Uuid, _>(board_id)
     .load(conn)
     .await?;
@@ -1012,11 +1017,10 @@ pub async fn boards_with_sla_breaches(
     conn: &mut AsyncPgConnection,
     account_id: Uuid,
 ) -> QueryResult<Vec<Uuid>> {
-    let boards: Vec<MarkedCard> = diesel::sql_query(
+    let boards: Vec<IdRow> = diesel::sql_query(format!(
         "SELECT DISTINCT c.board_id AS id FROM cards c JOIN stages s ON s.id = c.stage_id \
-         WHERE c.account_id = $1 AND c.sla_breached_at IS NULL AND s.sla_hours IS NOT NULL \
-         AND c.moved_at < now() - make_interval(hours => s.sla_hours)",
-    )
+         WHERE c.account_id = $1 AND c.sla_breached_at IS NULL AND {PAST_SLA}"
+    ))
     .bind::<diesel::sql_types::Uuid, _>(account_id)
     .load(conn)
     .await?;

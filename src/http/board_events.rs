@@ -9,7 +9,7 @@ use actix_web::web;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
-use whatpro_actors::CardScope;
+use whatpro_actors::{CardScope, CardView};
 
 use crate::auth::policy::Action;
 use crate::auth::Principal;
@@ -18,6 +18,7 @@ use crate::db::{self, boards};
 use crate::error::ApiError;
 use crate::http::boards::gate;
 use crate::kanban::access;
+use crate::kanban::store::{gone_frame, skip_frame};
 use crate::state::AppState;
 
 /// `?after_seq=`.
@@ -40,32 +41,27 @@ pub struct EventsPage {
     pub next_cursor: Option<String>,
 }
 
-/// The frame a reader with `scope` gets for a logged event.
+/// The frame a reader with `scope` gets for a logged event: the same decision as the live
+/// fan-out ([`CardScope::view`]). The log keeps the assignees; whether the card existed before
+/// or after follows from the event (`card.created`, `card.deleted`).
 fn frame_for(event: LoggedEvent, scope: &CardScope) -> Value {
     let Some(card_id) = event.card_id else {
         return event.frame;
     };
-    let kind = event
-        .frame
-        .get("event")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let existed_before = kind != "card.created";
-    let exists_after = kind != "card.deleted";
-    let sees_before = existed_before && scope.sees(event.assignee_before);
-    let sees_after = exists_after && scope.sees(event.assignee_after);
-    if sees_after || (!exists_after && sees_before) {
-        event.frame
-    } else if sees_before {
-        let stage_id = event
-            .frame
-            .pointer("/card/stage_id")
-            .cloned()
-            .unwrap_or(Value::Null);
-        json!({"event": "card.deleted", "board_id": event.board_id, "seq": event.seq,
-               "card_id": card_id, "stage_id": stage_id})
-    } else {
-        json!({"event": "seq.skip", "board_id": event.board_id, "seq": event.seq})
+    let kind = event.frame.get("event").and_then(Value::as_str);
+    let before = (kind != Some("card.created")).then_some(event.assignee_before);
+    let after = (kind != Some("card.deleted")).then_some(event.assignee_after);
+    match scope.view(before, after) {
+        CardView::Full => event.frame,
+        CardView::Gone => {
+            let stage_id = event
+                .frame
+                .pointer("/card/stage_id")
+                .cloned()
+                .unwrap_or(Value::Null);
+            gone_frame(event.board_id, event.seq, card_id, stage_id)
+        }
+        CardView::Skip => skip_frame(event.board_id, event.seq),
     }
 }
 

@@ -425,21 +425,18 @@ impl Writer<'_> {
                 "is_default can only be set to true; make another board the default instead".into(),
             ));
         }
+        // A board update leaves the stages as they are: read once, for the status map check
+        // and for the answer.
+        let stages = boards::stages_of(conn, self.board.id).await?;
         if let Some(map) = patch
             .settings
             .as_ref()
             .and_then(|s| s.get("chatwoot_status_map"))
             .and_then(Value::as_object)
         {
-            let stages: HashSet<Uuid> = boards::stages_of(conn, self.board.id)
-                .await?
-                .iter()
-                .map(|s| s.id)
-                .collect();
-            let foreign = map
-                .values()
-                .filter_map(Value::as_str)
-                .any(|id| Uuid::parse_str(id).map_or(true, |id| !stages.contains(&id)));
+            let foreign = map.values().filter_map(Value::as_str).any(|id| {
+                Uuid::parse_str(id).map_or(true, |id| !stages.iter().any(|s| s.id == id))
+            });
             if foreign {
                 return Err(ApiError::field(
                     "settings.chatwoot_status_map",
@@ -474,7 +471,6 @@ impl Writer<'_> {
         )
         .await?;
         events.emit("board.updated", json!({ "board": board }));
-        let stages = boards::stages_of(conn, board.id).await?;
         Ok(Reply::Board(BoardView { board, stages }))
     }
 

@@ -113,6 +113,17 @@ async fn run(
     .await
 }
 
+/// The `seq.skip` stand-in of a board event.
+pub fn skip_frame(board_id: Uuid, seq: i64) -> Value {
+    json!({"event": "seq.skip", "board_id": board_id, "seq": seq})
+}
+
+/// The `card.deleted` stand-in of a board event, for a reader who no longer sees the card.
+pub fn gone_frame(board_id: Uuid, seq: i64, card_id: Uuid, stage_id: Value) -> Value {
+    json!({"event": "card.deleted", "board_id": board_id, "seq": seq,
+           "card_id": card_id, "stage_id": stage_id})
+}
+
 /// A card event's audience facts.
 #[derive(Debug, Clone, Copy)]
 pub struct CardChange {
@@ -215,13 +226,10 @@ impl Emitter {
                 Arc::new(CardAudience {
                     before: change.before,
                     after: change.after,
-                    skip: json!({"event": "seq.skip", "board_id": board_id, "seq": seq})
+                    skip: skip_frame(board_id, seq).to_string().into(),
+                    gone: gone_frame(board_id, seq, change.card_id, json!(change.stage_id))
                         .to_string()
                         .into(),
-                    gone: json!({"event": "card.deleted", "board_id": board_id, "seq": seq,
-                                 "card_id": change.card_id, "stage_id": change.stage_id})
-                    .to_string()
-                    .into(),
                 })
             });
             board_gone |= pending.ends_topic;

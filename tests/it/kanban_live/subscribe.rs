@@ -183,3 +183,42 @@ async fn malformed_topics_unsub_and_subscribing_twice() {
     expect_quiet(&mut ws).await;
     app.stop().await;
 }
+
+#[actix_rt::test]
+async fn the_two_hundred_and_first_subscription_is_refused() {
+    let app = start().await;
+    let acme = tenant(&app, "acme").await;
+    // 200 more boards than the default one, straight into the table (access only needs them
+    // to exist in the tenant).
+    app.sql(&format!(
+        "INSERT INTO boards (id, account_id, name) \
+         SELECT uuid_v7(), '{}', 'Board ' || g FROM generate_series(1, 200) g",
+        acme.id
+    ))
+    .await;
+    let boards: Vec<Uuid> = app
+        .rows(&format!(
+            "SELECT id FROM boards WHERE account_id = '{}' ORDER BY id",
+            acme.id
+        ))
+        .await
+        .iter()
+        .map(|row| uuid_of(&row["id"]))
+        .collect();
+    assert_eq!(boards.len(), 201);
+    let mut ws = connect(&app, &acme.admin.token).await;
+    for board in &boards[..200] {
+        subscribe(&mut ws, *board).await;
+    }
+    let refused = sub_refused(&mut ws, &format!("board:{}", boards[200]), "UNPROCESSABLE").await;
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("200"),
+        "{refused}"
+    );
+    // Subscribing again to a held topic is no new subscription.
+    subscribe(&mut ws, boards[0]).await;
+    app.stop().await;
+}
